@@ -1,0 +1,29 @@
+#include "framework/linear.h"
+
+#include <torch/torch.h>
+
+namespace ptq {
+
+LinearImpl::LinearImpl(int64_t in_features, int64_t out_features, bool with_bias)
+    : in_features_(in_features), out_features_(out_features) {
+  // Weights are overwritten by the loader; the init only matters for tests that train or use random nets.
+  weight = register_parameter("weight", torch::randn({out_features, in_features}) / std::sqrt(double(in_features)),
+                              /*requires_grad=*/false);
+  if (with_bias) bias = register_parameter("bias", torch::zeros({out_features}), /*requires_grad=*/false);
+}
+
+torch::Tensor LinearImpl::forward(const torch::Tensor& x) {
+  for (auto& observer : observers_) observer->observe(x);
+  if (kernel_) return kernel_->forward(x);
+  return torch::linear(x, weight, bias);
+}
+
+std::vector<std::shared_ptr<LinearImpl>> collect_linears(torch::nn::Module& root) {
+  std::vector<std::shared_ptr<LinearImpl>> out;
+  for (auto& module : root.modules(/*include_self=*/true)) {
+    if (auto linear = std::dynamic_pointer_cast<LinearImpl>(module)) out.push_back(linear);
+  }
+  return out;
+}
+
+}  // namespace ptq

@@ -1,0 +1,297 @@
+// Writing safetensors: one file (write_safetensors) or a sharded checkpoint
+// (SafetensorsShardWriter), both through the same steps: prepare each tensor, write a temporary
+// file, fsync, rename.
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "framework/error.h"
+#include "framework/log.h"
+#include "framework/safetensors.h"
+
+static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__,
+              "safetensors I/O assumes a little-endian host");
+
+namespace ptq {
+namespace fs = std::filesystem;
+namespace {
+
+constexpr const char* kIndexName = "model.safetensors.index.json";
+constexpr const char* kSingleName = "model.safetensors";
+
+// "<name>.tmp.<pid>" next to the final file: same folder, so the final rename never crosses a file
+// system (rename is atomic only within one).
+fs::path temporary_path(const fs::path& final_path) {
+  return final_path.parent_path() /
+         fmt::format("{}.tmp.{}", final_path.filename().string(), ::getpid());
+}
+
+// A tensor as it will be written: contiguous CPU memory with a safetensors dtype.
+torch::Tensor prepare_tensor(const std::string& where, const std::string& name,
+                             const torch::Tensor& tensor) {
+  PTQ_CHECK(!name.empty() && name != "__metadata__", "{}: tensor name \"{}\" is reserved or empty",
+            where, name);
+  PTQ_CHECK(tensor.defined(), "{}: tensor \"{}\" is undefined", where, name);
+  if (tensor.layout() != torch::kStrided) {
+    std::ostringstream layout;
+    layout << tensor.layout();
+    fail("{}: tensor \"{}\" has layout {}, expected a dense (strided) tensor", where, name,
+         layout.str());
+  }
+  try {
+    torch_dtype_to_safetensors(tensor.scalar_type());
+  } catch (const Error& e) {
+    fail("{}: tensor \"{}\": {}", where, name, e.what());
+  }
+  return tensor.detach().to(torch::kCPU).contiguous();
+}
+
+void write_all(int fd, const void* data, size_t size, const fs::path& path) {
+  auto* bytes = static_cast<const uint8_t*>(data);
+  while (size > 0) {
+    // Linux writes at most ~2 GiB per call; loop for large tensors and partial writes.
+    const ssize_t written = ::write(fd, bytes, std::min<size_t>(size, size_t{1} << 30));
+    if (written < 0 && errno == EINTR) continue;
+    PTQ_CHECK(written > 0, "{}: write failed: {}", path.string(), std::strerror(errno));
+    bytes += written;
+    size -= static_cast<size_t>(written);
+  }
+}
+
+// Writes `head` then each tensor's bytes to `path` (created or truncated), fsyncs and closes it. On
+// any failure removes `path` and throws. The only place that writes file contents.
+void write_file(const fs::path& path, const std::string& head,
+                const std::vector<const torch::Tensor*>& body) {
+  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  PTQ_CHECK(fd >= 0, "{}: cannot create: {}", path.string(), std::strerror(errno));
+  try {
+    write_all(fd, head.data(), head.size(), path);
+    for (const torch::Tensor* tensor : body)
+      if (tensor->nbytes() > 0) write_all(fd, tensor->data_ptr(), tensor->nbytes(), path);
+    PTQ_CHECK(::fsync(fd) == 0, "{}: fsync failed: {}", path.string(), std::strerror(errno));
+  } catch (...) {
+    ::close(fd);
+    ::unlink(path.c_str());
+    throw;
+  }
+  if (::close(fd) != 0) {
+    const int close_errno = errno;
+    ::unlink(path.c_str());
+    fail("{}: close failed: {}", path.string(), std::strerror(close_errno));
+  }
+}
+
+// Writes one safetensors file with these (prepared) tensors to `path`. Data order: the given order,
+// stably sorted by element size, largest first. The header is padded to a multiple of 8 bytes, so
+// the data section starts 8-aligned, and every size of a larger type is a multiple of each smaller
+// one: every tensor then starts at a multiple of its own element size (the reference sorts by
+// alignment, then by name, for the same reason).
+void write_safetensors_file(const fs::path& path, const NamedTensors& tensors,
+                            const std::map<std::string, std::string>& metadata) {
+  std::vector<size_t> order(tensors.size());
+  for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+  std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) {
+    return tensors[a].second.element_size() > tensors[b].second.element_size();
+  });
+
+  // ordered_json keeps the header in data order ("__metadata__" first), which makes it readable.
+  nlohmann::ordered_json header = nlohmann::ordered_json::object();
+  if (!metadata.empty()) header["__metadata__"] = metadata;
+  std::vector<const torch::Tensor*> body;
+  uint64_t offset = 0;
+  for (size_t i : order) {
+    const auto& [name, tensor] = tensors[i];
+    const uint64_t nbytes = tensor.nbytes();
+    header[name] = {{"dtype", torch_dtype_to_safetensors(tensor.scalar_type())},
+                    {"shape", tensor.sizes().vec()},
+                    {"data_offsets", nlohmann::ordered_json::array({offset, offset + nbytes})}};
+    offset += nbytes;
+    body.push_back(&tensor);
+  }
+  std::string text;
+  try {
+    text = header.dump();
+  } catch (const nlohmann::json::exception& e) {  // names or metadata that are not valid UTF-8
+    fail("{}: cannot write the header: {}", path.string(), e.what());
+  }
+  text.append((8 - text.size() % 8) % 8,
+              ' ');  // pad with spaces to a multiple of 8, as the reference
+  PTQ_CHECK(text.size() <= kSafetensorsMaxHeaderBytes,
+            "{}: header of {} bytes exceeds the limit of {} that readers enforce (too many tensors "
+            "in one "
+            "file: use SafetensorsShardWriter with smaller shards)",
+            path.string(), text.size(), kSafetensorsMaxHeaderBytes);
+  const uint64_t header_size = text.size();
+  std::string head(8, '\0');
+  std::memcpy(head.data(), &header_size, 8);
+  write_file(path, head + text, body);
+}
+
+// Best effort: makes the renames in `folder` durable.
+void sync_folder(const fs::path& folder) {
+  const int fd = ::open(folder.empty() ? "." : folder.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return;
+  ::fsync(fd);
+  ::close(fd);
+}
+
+// Moves a fully written temporary file onto its final name; removes the temporary on failure.
+void commit(const fs::path& temporary, const fs::path& final_path) {
+  if (::rename(temporary.c_str(), final_path.c_str()) != 0) {
+    const int rename_errno = errno;
+    ::unlink(temporary.c_str());
+    fail("{}: cannot rename {} onto it: {}", final_path.string(), temporary.string(),
+         std::strerror(rename_errno));
+  }
+}
+
+// model-00001-of-00003.safetensors: the Hugging Face shard name.
+std::string shard_name(size_t index, size_t count) {
+  return fmt::format("model-{:05d}-of-{:05d}.safetensors", index, count);
+}
+
+bool is_shard_name(const std::string& name) {
+  if (name.size() != std::string("model-00001-of-00001.safetensors").size()) return false;
+  if (name.compare(0, 6, "model-") != 0 || name.compare(11, 4, "-of-") != 0 ||
+      name.compare(20, 12, ".safetensors") != 0)
+    return false;
+  auto digits = [&](size_t from) {
+    return std::all_of(name.begin() + from, name.begin() + from + 5,
+                       [](char c) { return c >= '0' && c <= '9'; });
+  };
+  return digits(6) && digits(15);
+}
+
+}  // namespace
+
+void write_safetensors(const fs::path& path, const NamedTensors& tensors,
+                       const std::map<std::string, std::string>& metadata) {
+  NamedTensors prepared;
+  prepared.reserve(tensors.size());
+  std::set<std::string> seen;
+  for (const auto& [name, tensor] : tensors) {
+    PTQ_CHECK(seen.insert(name).second, "{}: tensor \"{}\" is given twice", path.string(), name);
+    prepared.emplace_back(name, prepare_tensor(path.string(), name, tensor));
+  }
+  const fs::path temporary = temporary_path(path);
+  write_safetensors_file(temporary, prepared, metadata);
+  commit(temporary, path);
+  sync_folder(path.parent_path());
+}
+
+SafetensorsShardWriter::SafetensorsShardWriter(fs::path folder, uint64_t max_shard_bytes,
+                                               std::map<std::string, std::string> metadata)
+    : folder_(std::move(folder)),
+      max_shard_bytes_(max_shard_bytes),
+      metadata_(std::move(metadata)) {
+  PTQ_CHECK(max_shard_bytes_ > 0, "{}: max_shard_bytes must be positive", folder_.string());
+  metadata_.emplace("format", "pt");
+  std::error_code error;
+  fs::create_directories(folder_, error);
+  PTQ_CHECK(!error && fs::is_directory(folder_), "{}: cannot create the checkpoint folder: {}",
+            folder_.string(), error ? error.message() : "a file of that name exists");
+}
+
+SafetensorsShardWriter::~SafetensorsShardWriter() {
+  if (!finished_) remove_temporaries();
+}
+
+void SafetensorsShardWriter::add(const std::string& name, const torch::Tensor& tensor) {
+  PTQ_CHECK(!finished_, "{}: add(\"{}\") after finish()", folder_.string(), name);
+  PTQ_CHECK(names_.count(name) == 0, "{}: tensor \"{}\" was already added", folder_.string(), name);
+  torch::Tensor prepared = prepare_tensor(folder_.string(), name, tensor);
+  const uint64_t nbytes = prepared.nbytes();
+  // Close the current shard first when this tensor would take it past the limit (a tensor larger
+  // than the limit thus starts a shard of its own), as transformers' shard splitting does.
+  if (!pending_.empty() && pending_bytes_ + nbytes > max_shard_bytes_) flush_shard();
+  pending_.emplace_back(name, std::move(prepared));
+  pending_bytes_ += nbytes;
+  names_.insert(name);
+  total_bytes_ += nbytes;
+  if (pending_bytes_ >= max_shard_bytes_) flush_shard();  // full: release the memory now
+}
+
+void SafetensorsShardWriter::flush_shard() {
+  // The final name needs the shard count, known only at finish(): numbered temporaries until then.
+  const fs::path temporary =
+      temporary_path(folder_ / fmt::format("model-{:05d}.safetensors", temp_shards_.size() + 1));
+  write_safetensors_file(temporary, pending_, metadata_);
+  temp_shards_.push_back(temporary);
+  std::vector<std::string> names;
+  for (const auto& item : pending_) names.push_back(item.first);
+  shard_names_.push_back(std::move(names));
+  pending_.clear();
+  pending_bytes_ = 0;
+}
+
+std::vector<fs::path> SafetensorsShardWriter::finish() {
+  PTQ_CHECK(!finished_, "{}: finish() called twice", folder_.string());
+  if (!pending_.empty() || temp_shards_.empty())
+    flush_shard();  // an empty checkpoint is one empty file
+  const size_t count = temp_shards_.size();
+  std::vector<fs::path> written;
+  std::set<std::string> keep;
+  if (count == 1) {
+    written.push_back(folder_ / kSingleName);
+  } else {
+    for (size_t i = 0; i < count; ++i) written.push_back(folder_ / shard_name(i + 1, count));
+  }
+  for (const auto& path : written) keep.insert(path.filename().string());
+
+  fs::path index_temporary;
+  if (count > 1) {
+    // Same shape and formatting as transformers' index (indent 2, keys sorted).
+    nlohmann::json index;
+    index["metadata"]["total_size"] = total_bytes_;
+    index["weight_map"] = nlohmann::json::object();
+    for (size_t i = 0; i < count; ++i)
+      for (const auto& name : shard_names_[i])
+        index["weight_map"][name] = written[i].filename().string();
+    index_temporary = temporary_path(folder_ / kIndexName);
+    write_file(index_temporary, index.dump(2) + "\n", {});
+  }
+  try {
+    // Shards first, the index last: a reader that finds the new index finds every shard it names.
+    for (size_t i = 0; i < count; ++i) commit(temp_shards_[i], written[i]);
+    if (count > 1) {
+      commit(index_temporary, folder_ / kIndexName);
+      written.push_back(folder_ / kIndexName);
+      keep.insert(kIndexName);
+    }
+  } catch (...) {
+    if (!index_temporary.empty()) ::unlink(index_temporary.c_str());
+    throw;  // the destructor removes the remaining temporaries
+  }
+  finished_ = true;
+
+  // Files of an earlier checkpoint in this folder that the new one does not replace would confuse
+  // readers (a stale index next to a new model.safetensors wins), so they go.
+  std::vector<fs::path> stale;
+  for (const auto& entry : fs::directory_iterator(folder_)) {
+    const std::string name = entry.path().filename().string();
+    const bool ours = name == kSingleName || name == kIndexName || is_shard_name(name);
+    if (ours && keep.count(name) == 0) stale.push_back(entry.path());
+  }
+  for (const auto& path : stale) {
+    log_info("{}: removing {} of an earlier checkpoint", folder_.string(),
+             path.filename().string());
+    std::error_code ignored;
+    fs::remove(path, ignored);
+  }
+  sync_folder(folder_);
+  return written;
+}
+
+void SafetensorsShardWriter::remove_temporaries() noexcept {
+  for (const auto& path : temp_shards_)
+    ::unlink(path.c_str());  // already renamed ones: ENOENT, fine
+  temp_shards_.clear();
+}
+
+}  // namespace ptq

@@ -1,0 +1,63 @@
+#include "network_helpers/llama/llama_loader.h"
+
+#include <torch/torch.h>
+
+#include <set>
+
+#include "framework/error.h"
+#include "framework/torch_format.h"
+#include "framework/log.h"
+#include "framework/safetensors.h"
+
+namespace ptq {
+namespace fs = std::filesystem;
+
+torch::ScalarType parse_compute_dtype(const std::string& name) {
+  if (name == "float32" || name == "fp32" || name == "f32") return torch::kFloat32;
+  if (name == "bfloat16" || name == "bf16") return torch::kBFloat16;
+  if (name == "float16" || name == "fp16" || name == "f16") return torch::kFloat16;
+  fail("compute dtype \"{}\" is not supported, expected float32, bfloat16 or float16", name);
+}
+
+void load_llama_weights(LlamaForCausalLM& network, const fs::path& model_dir) {
+  TensorStore store = TensorStore::open(model_dir);
+  const ModelSpec& spec = network.spec();
+  torch::NoGradGuard no_grad;
+  std::set<std::string> used;
+  for (auto& item : network.named_parameters(/*recurse=*/true)) {
+    const std::string& name = item.key();
+    torch::Tensor& param = item.value();
+    if (!store.has(name)) {
+      if (name == "lm_head.weight" && spec.tie_word_embeddings) continue;
+      fail("{}: tensor \"{}\" is missing (the config describes a {} with {} layers)", model_dir.string(), name,
+           spec.architecture, spec.num_layers);
+    }
+    torch::Tensor source = store.tensor(name);
+    PTQ_CHECK(source.sizes() == param.sizes(), "{}: tensor \"{}\" has shape {}, but config.json implies {}",
+              model_dir.string(), name, source.sizes(), param.sizes());
+    PTQ_CHECK(source.is_floating_point(), "{}: tensor \"{}\" has dtype {}, expected a floating-point dtype",
+              model_dir.string(), name, source.scalar_type());
+    param.copy_(source);
+    used.insert(name);
+  }
+  if (spec.tie_word_embeddings) network.tie_embeddings();
+  std::vector<std::string> unused;
+  for (const auto& name : store.names())
+    if (!used.count(name) && name.find("rotary_emb.inv_freq") == std::string::npos) unused.push_back(name);
+  if (!unused.empty())
+    log_warning("{}: {} tensors in the checkpoint are not used by the network, e.g. \"{}\"", model_dir.string(),
+                unused.size(), unused.front());
+}
+
+std::shared_ptr<LlamaForCausalLM> load_llama(const fs::path& model_dir, const LoadOptions& options) {
+  PTQ_CHECK(fs::is_directory(model_dir), "{}: not a folder (expected a Hugging Face model folder)", model_dir.string());
+  ModelSpec spec = ModelSpec::from_file(model_dir / "config.json");
+  auto network = std::make_shared<LlamaForCausalLM>(spec);
+  load_llama_weights(*network, model_dir);
+  if (options.compute_dtype != torch::kFloat32) network->set_compute_dtype(options.compute_dtype);
+  if (options.device != torch::kCPU) network->to(options.device);
+  network->eval();
+  return network;
+}
+
+}  // namespace ptq

@@ -1,0 +1,27 @@
+// Shared helpers of the test suites: where ../shared is, temporary folders, skipping.
+#pragma once
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <string>
+
+namespace ptq::testing {
+
+// ../shared/data (or $PTQ_SHARED_DIR/data); empty path when absent.
+std::filesystem::path shared_data_dir();
+
+// A fresh, empty temporary folder removed at the end of the process.
+std::filesystem::path temp_dir(const std::string& name);
+
+// The build tree (for finding the ptq binary and plugins).
+std::filesystem::path build_dir();
+
+}  // namespace ptq::testing
+
+// Skips the current test with a clear message when ../shared/data is absent.
+#define PTQ_REQUIRE_SHARED_DATA()                                                                   \
+  do {                                                                                              \
+    if (::ptq::testing::shared_data_dir().empty())                                                  \
+      GTEST_SKIP() << "../shared/data not found (set PTQ_SHARED_DIR to the shared folder to run)";   \
+  } while (false)

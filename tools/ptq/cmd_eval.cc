@@ -1,0 +1,84 @@
+// ptq eval: perplexity of a text file (see network_helpers/eval/perplexity.h for the protocols).
+#include <fmt/format.h>
+
+#include <filesystem>
+#include <iostream>
+
+#include "framework/table.h"
+#include "network_helpers/eval/perplexity.h"
+#include "tools/ptq/cli_common.h"
+
+namespace ptq::cli {
+namespace {
+
+struct EvalOptions {
+  ModelOptions model;
+  std::string data;
+  std::string protocol = "windows";
+  int64_t window = 0;  // 0: the protocol's default (512 windows, 2048 gptq)
+  int64_t batch = 1;
+  int64_t max_windows = 0;
+  bool json = false;
+};
+
+void run_eval(const EvalOptions& o, const GlobalOptions& globals) {
+  apply_runtime_options(globals, o.json);
+  PerplexityOptions options;
+  options.protocol = parse_perplexity_protocol(o.protocol);
+  options.window = o.window > 0 ? o.window : (options.protocol == PerplexityProtocol::kGptq ? 2048 : 512);
+  options.batch = o.batch;
+  options.max_windows = o.max_windows;
+  options.show_progress = !o.json && !globals.quiet;
+
+  LoadedModel loaded = load_model(o.model);
+  auto tokenizer = loaded.helper->create_tokenizer();
+  std::string text = read_evaluation_text(o.data, options.protocol);
+  auto ids = tokenize_for_perplexity(*tokenizer, text, options.protocol);
+  PerplexityResult r = evaluate_perplexity(*loaded.network, ids, options);
+
+  if (o.json) {
+    print_json({{"model", o.model.model_dir},
+                {"data", o.data},
+                {"protocol", to_string(options.protocol)},
+                {"window", options.window},
+                {"dtype", o.model.dtype},
+                {"ppl", r.perplexity},
+                {"mean_nll", r.mean_nll},
+                {"tokens", r.tokens},
+                {"scored_tokens", r.scored_tokens},
+                {"windows", r.windows},
+                {"seconds", r.seconds},
+                {"tokens_per_second", r.tokens_per_second}});
+    return;
+  }
+  Table table({"model", "data", "protocol", "window", "tokens", "scored", "perplexity", "seconds", "tok/s"});
+  table.add_row({std::filesystem::path(o.model.model_dir).filename().string(),
+                 std::filesystem::path(o.data).filename().string(), to_string(options.protocol),
+                 std::to_string(options.window), std::to_string(r.tokens), std::to_string(r.scored_tokens),
+                 fmt::format("{:.4f}", r.perplexity), fmt::format("{:.1f}", r.seconds),
+                 fmt::format("{:.0f}", r.tokens_per_second)});
+  std::cout << table.to_string();
+}
+
+}  // namespace
+
+void add_eval_command(CLI::App& app, const GlobalOptions& globals) {
+  auto options = std::make_shared<EvalOptions>();
+  CLI::App* cmd = app.add_subcommand("eval", "Perplexity of a text file under a model (float or quantized)");
+  options->model.add_to(*cmd);
+  cmd->add_option("-d,--data", options->data, "UTF-8 text file to score (e.g. wikitext2/test.txt)")
+      ->required()
+      ->check(CLI::ExistingFile);
+  cmd->add_option("--protocol", options->protocol,
+                  "windows: whole file without special tokens, non-overlapping windows, no BOS (reference.json); "
+                  "gptq: lines joined with \\n\\n, one BOS, 2048-token windows (GPTQ/AWQ papers)")
+      ->check(CLI::IsMember({"windows", "gptq"}));
+  cmd->add_option("-w,--window", options->window, "Tokens per window (default 512; 2048 for gptq)")
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--batch", options->batch, "Windows per forward pass")->check(CLI::PositiveNumber);
+  cmd->add_option("--max-windows", options->max_windows, "Score only the first N windows (0: all)");
+  cmd->add_flag("--json", options->json, "Print one JSON object (perplexity under \"ppl\")");
+  cmd->callback([options, &globals] { run_eval(*options, globals); });
+}
+
+}  // namespace ptq::cli
