@@ -8,7 +8,7 @@ namespace ptq::testing {
 std::filesystem::path tiny_model_dir(const std::string& name, const nlohmann::json& overrides) {
   auto dir = temp_dir("model_" + name);
   nlohmann::json config = preset_config("tiny");
-  config.update(overrides);
+  if (overrides.is_object()) config.update(overrides);
   RandomModelOptions options;
   options.dtype = "float32";
   options.seed = 7;

@@ -114,7 +114,7 @@ TEST(LlamaModel, Bfloat16ComputeStaysCloseToFloat32) {
   options.compute_dtype = torch::kBFloat16;
   auto bf16 = load_llama(dir, options);
   torch::NoGradGuard no_grad;
-  auto ids = torch::tensor({some_sequences()[0]}, torch::kInt64);
+  auto ids = torch::tensor(some_sequences()[0], torch::kInt64).unsqueeze(0);
   auto a = f32->forward(ids), b = bf16->forward(ids);
   EXPECT_EQ(b.scalar_type(), torch::kFloat32);  // logits are always returned in float32
   double rel = ((a - b).norm() / a.norm()).item<double>();
