@@ -5,6 +5,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 BUILD_DIR="${PTQ_BUILD_DIR:-build}"
-cmake -S . -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=Release -DPTQ_BUILD_TESTS=ON -DPTQ_BUILD_BENCHMARKS=ON
+cmake -S . -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=Release -DPTQ_BUILD_TESTS=ON
 cmake --build "$BUILD_DIR" -j2
 ctest --test-dir "$BUILD_DIR" --output-on-failure -j2 "$@"
