@@ -2,12 +2,16 @@
 // cache), and layer-by-layer access for the calibration driver, which runs one decoder layer at a time.
 #pragma once
 
+#include <nlohmann/json.hpp>
 #include <torch/nn/module.h>
 
+#include <filesystem>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "framework/kv_cache.h"
+#include "framework/ptq_config.h"
 
 namespace ptq {
 
@@ -35,6 +39,16 @@ class CausalLM : public torch::nn::Module {
   virtual int64_t max_positions() const = 0;
   virtual torch::ScalarType compute_dtype() const = 0;
   virtual std::string architecture() const = 0;
+  // The Hugging Face config.json this network stands for (save_checkpoint writes it back, with a
+  // quantization_config block added).
+  virtual nlohmann::json hf_config() const = 0;
+
+  // The folder the network was loaded from ("" when built in code); save_checkpoint copies the
+  // tokenizer files from it.
+  std::filesystem::path source_dir;
+  // Set by Algorithm::apply: the recipe the network is quantized with (DEPLOY or QUANTIZE). It is what
+  // save_checkpoint records and what load_quantized rebuilds the structure from.
+  std::optional<PTQConfig> quantization;
 };
 
 }  // namespace ptq

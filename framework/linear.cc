@@ -18,6 +18,15 @@ torch::Tensor LinearImpl::forward(const torch::Tensor& x) {
   return torch::linear(x, weight, bias);
 }
 
+void LinearImpl::replace_weight(const torch::Tensor& w) {
+  torch::NoGradGuard no_grad;
+  for (auto& item : named_parameters(/*recurse=*/false)) {
+    if (item.key() != "weight") continue;
+    item.value().set_data(w);
+    weight = item.value();
+  }
+}
+
 std::vector<std::shared_ptr<LinearImpl>> collect_linears(torch::nn::Module& root) {
   std::vector<std::shared_ptr<LinearImpl>> out;
   for (auto& module : root.modules(/*include_self=*/true)) {

@@ -14,6 +14,8 @@
 
 namespace ptq {
 
+struct QuantizedLinearParams;  // framework/backend.h
+
 // Computes the Linear's output in place of the float matmul (fake-quant, or a real quantized kernel).
 class LinearKernel {
  public:
@@ -50,11 +52,26 @@ class LinearImpl : public torch::nn::Module {
   const std::shared_ptr<LinearKernel>& kernel() const { return kernel_; }
   std::string kernel_name() const { return kernel_ ? kernel_->name() : "float"; }
 
+  // Makes `w` the layer's weight (same shape, or empty to release it): the registered parameter and the
+  // `weight` member both point at it afterwards, so a tied weight (lm_head sharing the embedding
+  // matrix) is untied rather than overwritten.
+  void replace_weight(const torch::Tensor& w);
+
   void add_observer(std::shared_ptr<LinearObserver> observer) { observers_.push_back(std::move(observer)); }
   void clear_observers() { observers_.clear(); }
 
   torch::Tensor weight;  // [out_features, in_features]
   torch::Tensor bias;    // [out_features] or undefined
+
+  // The layer's quantized form, the source of truth for convert() and the checkpoint writer; nullptr
+  // while the layer is float. QUANTIZE fills it from the weight; DEPLOY gives it the right shapes
+  // (zeros) for load_checkpoint to fill. After convert() the float `weight` is released (an empty
+  // tensor) so only the quantized copy stays resident.
+  std::shared_ptr<QuantizedLinearParams> quantized;
+  // The backend convert() picked for `quantized` ("" before convert) and why it is not the one asked
+  // for ("" when it is): reports, and load_checkpoint's kernel rebuild.
+  std::string backend_name;
+  std::string backend_fallback_reason;
 
  private:
   int64_t in_features_;

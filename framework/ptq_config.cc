@@ -300,7 +300,7 @@ std::string PTQConfig::summary() const {
   if (weight_quant_dtype != QuantDtype::kNone &&
       outliers_suppression == OutliersSuppressionType::kNone &&
       precision_recovery == PrecisionRecovery::kNone)
-    parts.push_back("RTN");
+    parts.push_back(rounding == "rtn" ? "RTN" : rounding);
   if (kvcache_quant_dtype != QuantDtype::kNone)
     parts.push_back(fmt::format(
         "KV {} {}", to_string(kvcache_quant_dtype),

@@ -132,6 +132,10 @@ struct PTQConfig {
 
   OutliersSuppressionType outliers_suppression = OutliersSuppressionType::kNone;
   PrecisionRecovery precision_recovery = PrecisionRecovery::kNone;
+  // The algorithm that turns (possibly smoothed) float weights into codes: "rtn" (round to nearest)
+  // or the name of a registered plugin algorithm (e.g. "rtn_mse" from examples/plugins). GPTQ, when
+  // precision_recovery asks for it, does the rounding itself, so this must stay "rtn" then.
+  std::string rounding = "rtn";
   // Per-algorithm parameters keyed by algorithm name ("smooth_quant", "awq", "gptq", "rtn": checked
   // against default_algo_args(); any other name is a plugin's and carries free-form args). Entries
   // may be partial: algo_args_for() fills in the defaults.

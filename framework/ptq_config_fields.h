@@ -84,6 +84,7 @@ void visit_fields(Self& c, Visitor& v) {
   v("kvcache_quant_granularity", c.kvcache_quant_granularity, kKVGranularities);
   v("outliers_suppression", c.outliers_suppression, kOutliersSuppressions);
   v("precision_recovery", c.precision_recovery, kPrecisionRecoveries);
+  v("rounding", c.rounding);
   v("algo_args", c.algo_args);
   v("calibration", c.calibration);
   v("layer_policies", c.layer_policies);

@@ -257,6 +257,12 @@ void check_config_wide(const PTQConfig& c, const std::string& source) {
       "{}: precision_recovery \"gptq\" needs quantized weights, but weight_quant_dtype is "
       "\"none\"",
       source);
+  PTQ_CHECK(!c.rounding.empty(), "{}: key \"rounding\" is empty; expected \"rtn\" or a plugin algorithm's name",
+            source);
+  PTQ_CHECK(c.precision_recovery != PrecisionRecovery::kGptq || c.rounding == "rtn",
+            "{}: precision_recovery \"gptq\" rounds the weights itself, so \"rounding\" must be \"rtn\" "
+            "(got \"{}\")",
+            source, c.rounding);
 }
 
 }  // namespace

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# The main job on the bundled demo model (examples/demo-model): build ptq, describe the model, measure its
-# perplexity and generate text. Uses ../shared's held-out Gutenberg text when present, else a short text
-# that ships with the demo model.
+# The main job on the bundled demo model (examples/demo-model): build ptq, quantize the model to W4A16
+# (round to nearest, groups of 128), print float vs quantized perplexity and size side by side, and
+# generate text with the quantized checkpoint. Uses ../shared's held-out Gutenberg text when present,
+# else a short text that ships with the demo model.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -10,14 +11,16 @@ cmake -S . -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=Release
 cmake --build "$BUILD_DIR" -j2 --target ptq
 PTQ="$BUILD_DIR/tools/ptq"
 MODEL=examples/demo-model
+CONFIG="${PTQ_DEMO_CONFIG:-configs/w4a16_rtn_g128.json}"
+OUT="${PTQ_DEMO_OUT:-out/demo-model-w4a16}"
 DATA=../shared/data/heldout/gutenberg_heldout.txt
 [ -f "$DATA" ] || DATA="$MODEL/sample_text.txt"
 
 echo "== model =="
 "$PTQ" inspect "$MODEL"
-echo; echo "== perplexity ($DATA) =="
-"$PTQ" eval --model "$MODEL" --data "$DATA" --window 256 --max-windows 400
-echo; echo "== generation (greedy) =="
-"$PTQ" generate --model "$MODEL" --prompt "It was a dark and stormy night, and" -n 48
+echo; echo "== quantize ($CONFIG) and compare perplexity on $DATA =="
+"$PTQ" quantize --model "$MODEL" --config "$CONFIG" --out "$OUT" --eval-data "$DATA" --window 256 --max-windows 400
+echo; echo "== generation with the quantized checkpoint (greedy) =="
+"$PTQ" generate --model "$OUT" --prompt "It was a dark and stormy night, and" -n 48
 echo; echo "== generation (sampled, temperature 0.8, top-p 0.95) =="
-"$PTQ" generate --model "$MODEL" --prompt "The old man looked at the sea" -n 48 -t 0.8 --top-p 0.95 --seed 1
+"$PTQ" generate --model "$OUT" --prompt "The old man looked at the sea" -n 48 -t 0.8 --top-p 0.95 --seed 1

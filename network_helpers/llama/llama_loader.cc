@@ -54,6 +54,7 @@ std::shared_ptr<LlamaForCausalLM> load_llama(const fs::path& model_dir, const Lo
   ModelSpec spec = ModelSpec::from_file(model_dir / "config.json");
   auto network = std::make_shared<LlamaForCausalLM>(spec);
   load_llama_weights(*network, model_dir);
+  network->source_dir = model_dir;
   if (options.compute_dtype != torch::kFloat32) network->set_compute_dtype(options.compute_dtype);
   if (options.device != torch::kCPU) network->to(options.device);
   network->eval();

@@ -99,6 +99,7 @@ class LlamaForCausalLM : public CausalLM {
   int64_t max_positions() const override { return spec_.max_position_embeddings; }
   torch::ScalarType compute_dtype() const override { return compute_dtype_; }
   std::string architecture() const override { return spec_.architecture; }
+  nlohmann::json hf_config() const override { return spec_.raw.empty() ? spec_.to_json() : spec_.raw; }
 
   const ModelSpec& spec() const { return spec_; }
   LlamaDecoderLayer& layer(int64_t index) { return model->layer_list.at(index); }

@@ -1,0 +1,56 @@
+#include "algorithms/ptq.h"
+
+#include "algorithms/builtin_algorithms.h"
+#include "algorithms/round_to_nearest.h"
+#include "framework/error.h"
+
+namespace ptq {
+namespace {
+
+bool uses_static_activations(const PTQConfig& config) {
+  auto is_static = [](const LayerScheme& s) {
+    return !s.skip && s.act_quant_dtype == QuantDtype::kInt8 && s.act_quant_granularity == QuantGranularity::kPerTensor;
+  };
+  if (is_static(config.default_scheme())) return true;
+  for (size_t i = 0; i < config.layer_policies.size(); ++i) {
+    const LayerPolicy& policy = config.layer_policies[i];
+    if (policy.skips()) continue;
+    LayerScheme s = config.default_scheme();
+    if (policy.act_quant_dtype) s.act_quant_dtype = *policy.act_quant_dtype;
+    if (policy.act_quant_granularity) s.act_quant_granularity = *policy.act_quant_granularity;
+    if (is_static(s)) return true;
+  }
+  return false;
+}
+
+}  // namespace
+
+PTQ::PTQ(PTQConfig config) : Algorithm(std::move(config)) { ensure_builtins_registered(); }
+
+std::vector<std::string> PTQ::composition() const {
+  std::vector<std::string> names;
+  if (config_.outliers_suppression == OutliersSuppressionType::kSmooth) names.push_back("smooth_quant");
+  if (config_.outliers_suppression == OutliersSuppressionType::kAwq) names.push_back("awq");
+  if (config_.weight_quant_dtype != QuantDtype::kNone || !config_.layer_policies.empty())
+    names.push_back(config_.precision_recovery == PrecisionRecovery::kGptq ? "gptq" : config_.rounding);
+  if (uses_static_activations(config_)) names.push_back("act_calibration");
+  if (config_.kvcache_quant_dtype != QuantDtype::kNone) names.push_back("kv_cache_int8");
+  return names;
+}
+
+std::vector<std::shared_ptr<LayerStage>> PTQ::stages() const {
+  std::vector<std::shared_ptr<LayerStage>> all;
+  for (const std::string& name : composition()) {
+    if (name == "rtn") {
+      all.push_back(make_round_to_nearest_stage());
+      continue;
+    }
+    if (!has_algorithm(name))
+      fail("the config needs algorithm \"{}\" ({}), which is not registered in this build{}", name,
+           config_.summary(), name == config_.rounding ? "; load the plugin that provides it (ptq --plugin lib.so)" : "");
+    for (auto& stage : create_algorithm(name, config_)->stages()) all.push_back(stage);
+  }
+  return all;
+}
+
+}  // namespace ptq
