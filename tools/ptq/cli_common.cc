@@ -5,11 +5,14 @@
 #include "framework/log.h"
 #include "framework/progress.h"
 #include "framework/threads.h"
+#include "network_helpers/quantized_model.h"
 
 namespace ptq::cli {
 
 void ModelOptions::add_to(CLI::App& command) {
-  command.add_option("-m,--model", model_dir, "Hugging Face model folder (config.json, *.safetensors, tokenizer)")
+  command
+      .add_option("-m,--model", model_dir,
+                  "Hugging Face model folder (config.json, *.safetensors, tokenizer), float or quantized by ptq")
       ->required()
       ->check(CLI::ExistingDirectory);
   command.add_option("--dtype", dtype, "Compute dtype: float32 (default), bfloat16 or float16")
@@ -28,7 +31,8 @@ LoadedModel load_model(const ModelOptions& options) {
   load.compute_dtype = parse_compute_dtype(options.dtype);
   LoadedModel loaded;
   loaded.helper = std::make_shared<LlamaNetworkHelper>(options.model_dir, load);
-  loaded.network = loaded.helper->create_network();
+  // A quantized checkpoint (config.json with quantization_config) is rebuilt with its real kernels.
+  loaded.network = load_any_model(options.model_dir, load);
   return loaded;
 }
 

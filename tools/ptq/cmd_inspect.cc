@@ -1,17 +1,21 @@
-// ptq inspect: what a model folder holds (architecture, sizes, parameter counts, dtypes, tensors),
-// read from config.json and the safetensors headers without loading the weights.
+// ptq inspect: what a model folder holds (architecture, sizes, parameter counts, dtypes, tensors,
+// and for a quantized checkpoint how each layer is quantized), read from config.json and the
+// safetensors headers without loading the weights.
 #include <fmt/format.h>
 
 #include <filesystem>
 #include <iostream>
 #include <map>
+#include <optional>
 
+#include "framework/checkpoint_config.h"
 #include "framework/error.h"
 #include "framework/safetensors.h"
 #include "framework/table.h"
 #include "network_helpers/llama/model_spec.h"
 #include "network_helpers/tokenizer/load_tokenizer.h"
 #include "tools/ptq/cli_common.h"
+#include "tools/ptq/inspect_quantization.h"
 
 namespace ptq::cli {
 namespace {
@@ -72,6 +76,12 @@ void run_inspect(const InspectOptions& o, const GlobalOptions& globals) {
                             {"shards", store.files().size()},
                             {"dtypes", dtypes},
                             {"tokenizer", tokenizer_kind}};
+  std::optional<QuantizationInspection> quantization;
+  const nlohmann::json config = read_json_file(fs::path(o.model_dir) / "config.json");
+  if (config.contains("quantization_config") && !config["quantization_config"].is_null()) {
+    quantization = inspect_quantization(o.model_dir, config["quantization_config"], store);
+    summary["quantization"] = quantization->json;
+  }
   if (o.json) {
     if (o.tensors) summary["tensor_list"] = tensor_list;
     print_json(summary);
@@ -87,7 +97,10 @@ void run_inspect(const InspectOptions& o, const GlobalOptions& globals) {
   table.add_row({"stored size", fmt::format("{:.2f} MiB", bytes / 1048576.0)});
   for (const auto& [dtype, counts] : by_dtype)
     table.add_row({"  " + dtype, fmt::format("{} elements, {:.2f} MiB", counts.first, counts.second / 1048576.0)});
+  if (quantization)
+    for (const auto& [key, value] : quantization->properties) table.add_row({key, value});
   std::cout << table.to_string();
+  if (quantization) std::cout << "\n" << quantization->layers.to_string();
   if (o.tensors) std::cout << "\n" << tensor_table.to_string();
 }
 
