@@ -29,3 +29,14 @@ function(ptq_add_executable name)
   target_compile_options(${name} PRIVATE -Wall -Wextra -Wno-unused-parameter)
   ptq_use_torch(${name})
 endfunction()
+
+# ptq_add_plugin(NAME SOURCES ... DEPS ...): a plugin that ptq::load_plugin / `ptq --plugin` loads
+# (framework/plugin.h). A MODULE library: only ever dlopened, never linked. It links ptq_framework so it
+# shares the program's registries (one libptq_framework.so in the process).
+function(ptq_add_plugin name)
+  cmake_parse_arguments(ARG "" "" "SOURCES;DEPS" ${ARGN})
+  add_library(${name} MODULE ${ARG_SOURCES})
+  target_link_libraries(${name} PRIVATE ptq_framework ${ARG_DEPS})
+  target_compile_options(${name} PRIVATE -Wall -Wextra -Wno-unused-parameter)
+  ptq_use_torch(${name})
+endfunction()

@@ -4,17 +4,31 @@
 
 #include <iostream>
 
+#include "framework/algorithm.h"
+#include "framework/backend.h"
 #include "framework/error.h"
 #include "tools/ptq/cli_common.h"
 
 int main(int argc, char** argv) {
+  // Built-ins first, so that --plugin libraries can see (and deliberately replace) them.
+  ptq::register_builtin_backends();
+  ptq::register_builtin_algorithms();
   CLI::App app{"ptq " PTQ_VERSION_STRING ": post-training quantization of large language models"};
   app.require_subcommand(1);
   app.set_version_flag("--version", PTQ_VERSION_STRING);
   ptq::cli::GlobalOptions globals;
   app.add_option("--threads", globals.threads, "CPU threads (default: all cores)")->check(CLI::NonNegativeNumber);
   app.add_flag("-q,--quiet", globals.quiet, "Only warnings and results (no progress bars)");
+  // One file per occurrence (allow_extra_args(false)), so `--plugin a.so quantize` never reads the
+  // subcommand as a second file.
+  app.add_option("--plugin", globals.plugins,
+                 "Load a plugin library (.so) that registers algorithms or backends; repeatable (docs/PLUGINS.md)")
+      ->allow_extra_args(false);
+  // The main app's parse-complete callback runs after all options are stored and before any subcommand's
+  // callback, so plugin algorithms are registered by the time a subcommand reads its config.
+  app.parse_complete_callback([&globals] { ptq::cli::load_plugins(globals); });
 
+  ptq::cli::add_quantize_command(app, globals);
   ptq::cli::add_eval_command(app, globals);
   ptq::cli::add_generate_command(app, globals);
   ptq::cli::add_inspect_command(app, globals);
@@ -22,6 +36,7 @@ int main(int argc, char** argv) {
   ptq::cli::add_convert_llama2c_command(app, globals);
   ptq::cli::add_bench_command(app, globals);
   ptq::cli::add_make_random_model_command(app, globals);
+  ptq::cli::add_algorithms_command(app, globals);
 
   try {
     app.parse(argc, argv);
