@@ -3,6 +3,7 @@
 
 #include <fstream>
 #include <map>
+#include <optional>
 #include <set>
 
 #include "framework/atomic_folder.h"
@@ -48,6 +49,29 @@ std::string dtype_name(torch::ScalarType dtype) {
   }
 }
 
+// The 16-bit dtype config.json declares for the float weights (the source checkpoint's), if any.
+std::optional<torch::ScalarType> declared_16bit_dtype(const json& config) {
+  for (const char* key : {"torch_dtype", "dtype"}) {
+    const auto it = config.find(key);
+    if (it == config.end() || !it->is_string()) continue;
+    if (*it == "bfloat16") return torch::kBFloat16;
+    if (*it == "float16") return torch::kFloat16;
+  }
+  return std::nullopt;
+}
+
+// Float tensors go back to the source checkpoint's 16-bit dtype when that loses nothing (they were
+// widened at load and not changed since), so a W4A16 checkpoint of a bf16 model does not store its
+// embeddings twice as large as the original did; a tensor an algorithm changed (a smoothed norm) keeps
+// its compute dtype. Either way save -> load is bit-exact.
+torch::Tensor storage_form(const torch::Tensor& t, std::optional<torch::ScalarType> narrow, bool& kept_wide) {
+  if (!narrow || !t.is_floating_point() || t.scalar_type() == *narrow) return t;
+  torch::Tensor narrowed = t.to(*narrow);
+  if (torch::equal(narrowed.to(t.scalar_type()), t)) return narrowed;
+  kept_wide = true;
+  return t;
+}
+
 // The quantized linears (keyed by the name their float weight would have) and the float ones.
 struct LinearPlan {
   std::map<std::string, std::pair<std::string, const QuantizedLinearParams*>> quantized_by_weight;
@@ -72,7 +96,8 @@ LinearPlan plan_linears(const CausalLM& net) {
 // written before it (a tied lm_head: safetensors files hold no shared tensors, and loaders re-tie
 // from config.json).
 bool write_tensors(const CausalLM& net, const LinearPlan& plan, const fs::path& dir,
-                   SafetensorsShardWriter& writer) {
+                   SafetensorsShardWriter& writer, bool& kept_wide) {
+  const std::optional<torch::ScalarType> narrow = declared_16bit_dtype(net.hf_config());
   std::set<const void*> written;
   bool skipped_tied = false;
   for (const auto& item : net.named_parameters(/*recurse=*/true)) {
@@ -93,14 +118,14 @@ bool write_tensors(const CausalLM& net, const LinearPlan& plan, const fs::path& 
       skipped_tied = true;
       continue;
     }
-    writer.add(name, tensor);
+    writer.add(name, storage_form(tensor, narrow, kept_wide));
   }
   for (const auto& item : net.named_buffers(/*recurse=*/true)) writer.add(item.key(), item.value());
   writer.finish();
   return skipped_tied;
 }
 
-json checkpoint_config_json(const CausalLM& net, const LinearPlan& plan, bool skipped_tied) {
+json checkpoint_config_json(const CausalLM& net, const LinearPlan& plan, bool skipped_tied, bool kept_wide) {
   json config = net.hf_config();
   // A network loaded from a quantized folder and made float again must lose its old block.
   config.erase("quantization_config");
@@ -111,9 +136,11 @@ json checkpoint_config_json(const CausalLM& net, const LinearPlan& plan, bool sk
   // re-created by loaders.
   const auto tie = config.find("tie_word_embeddings");
   if (tie != config.end() && tie->is_boolean() && tie->get<bool>() && !skipped_tied) *tie = false;
-  // The float tensors are stored in the compute dtype.
-  for (const char* key : {"torch_dtype", "dtype"})
-    if (config.contains(key)) config[key] = dtype_name(net.compute_dtype());
+  // The declared dtype stays the source's when every float tensor went back to it (storage_form),
+  // else it is the compute dtype the wider tensors are stored in.
+  if (kept_wide || !declared_16bit_dtype(config))
+    for (const char* key : {"torch_dtype", "dtype"})
+      if (config.contains(key)) config[key] = dtype_name(net.compute_dtype());
   return config;
 }
 
@@ -165,12 +192,13 @@ void save_checkpoint(const CausalLM& net, const fs::path& dir,
   size_t tensors = 0;
   write_folder_atomically(dir, [&](const fs::path& staging) {
     SafetensorsShardWriter writer(staging, options.max_shard_bytes);
-    const bool skipped_tied = write_tensors(net, plan, dir, writer);
+    bool kept_wide = false;
+    const bool skipped_tied = write_tensors(net, plan, dir, writer, kept_wide);
     bytes = writer.total_bytes();
     tensors = writer.num_tensors();
     run_hook("tensors written");
     write_text(staging / "config.json",
-               checkpoint_config_json(net, plan, skipped_tied).dump(2) + "\n");
+               checkpoint_config_json(net, plan, skipped_tied, kept_wide).dump(2) + "\n");
     copy_tokenizer_files(net, dir, staging);
     run_hook("complete");
   });

@@ -56,7 +56,11 @@ std::shared_ptr<LlamaForCausalLM> load_llama(const fs::path& model_dir, const Lo
   load_llama_weights(*network, model_dir);
   network->source_dir = model_dir;
   if (options.compute_dtype != torch::kFloat32) network->set_compute_dtype(options.compute_dtype);
-  if (options.device != torch::kCPU) network->to(options.device);
+  if (options.device != torch::kCPU) {
+    network->to(options.device);
+    // Module::to copies each parameter on its own, which unties a tied lm_head.
+    if (spec.tie_word_embeddings) network->tie_embeddings();
+  }
   network->eval();
   return network;
 }

@@ -70,7 +70,8 @@ TEST(RoundToNearest, W8A16QuantizesEveryDecoderLinearAndKeepsLmHeadFloat) {
   std::map<std::string, torch::Tensor> originals;
   for (auto& linear : collect_linears(*t.net)) originals[linear->path()] = linear->weight.clone();
 
-  RoundToNearest rtn(PTQConfig{});  // defaults: int8 per-channel symmetric, lm_head blacklisted
+  // Defaults (int8 per-channel symmetric, lm_head blacklisted) on the reference backend.
+  RoundToNearest rtn(config_from({{"backend", "reference"}}));
   rtn.apply(*t.net, *t.helper);
   for (auto& linear : collect_linears(*t.net)) {
     if (linear->path() == "lm_head") {

@@ -14,6 +14,7 @@
 #include "framework/safetensors.h"
 #include "model_fixtures.h"
 #include "network_helpers/llama/llama_network_helper.h"
+#include "network_helpers/llama/random_model.h"
 #include "network_helpers/quantized_model.h"
 #include "test_util.h"
 
@@ -232,6 +233,34 @@ TEST(CheckpointRoundTrip, TiedEmbeddings) {
   EXPECT_FALSE(read_config(qdir)["tie_word_embeddings"].get<bool>());
   EXPECT_TRUE(TensorStore::open(qdir).has("lm_head.weight_packed"));
   EXPECT_TRUE(torch::equal(logits_of(*quantized), logits_of(*load_quantized(qdir))));
+}
+
+TEST(CheckpointRoundTrip, FloatTensorsGoBackToTheSourceDtypeWhenLossless) {
+  auto model = testing::temp_dir("bf16_source") / "model";
+  RandomModelOptions options;
+  options.dtype = "bfloat16";
+  options.seed = 3;
+  options.init_std = 0.1;
+  write_random_llama(model, preset_config("tiny"), options);
+  auto net = quantized_network(model, config_from(kW4A16G32Asym));
+  auto dir = testing::temp_dir("bf16_roundtrip") / "out";
+  save_checkpoint(*net, dir);
+  TensorStore store = TensorStore::open(dir);
+  // Loaded from bf16 and unchanged: stored as bf16 again, not widened to the fp32 compute dtype.
+  EXPECT_EQ(store.tensor("model.embed_tokens.weight").scalar_type(), torch::kBFloat16);
+  EXPECT_EQ(store.tensor("model.norm.weight").scalar_type(), torch::kBFloat16);
+  EXPECT_EQ(read_config(dir)["torch_dtype"], "bfloat16");
+  EXPECT_TRUE(torch::equal(logits_of(*net), logits_of(*load_quantized(dir))));
+  // A tensor an algorithm changed (not bf16-representable any more) keeps fp32, and the config says so.
+  {
+    torch::NoGradGuard no_grad;
+    net->model->norm->weight.mul_(1.0001);
+  }
+  auto changed = dir.parent_path() / "changed";
+  save_checkpoint(*net, changed);
+  EXPECT_EQ(TensorStore::open(changed).tensor("model.norm.weight").scalar_type(), torch::kFloat32);
+  EXPECT_EQ(read_config(changed)["torch_dtype"], "float32");
+  EXPECT_TRUE(torch::equal(logits_of(*net), logits_of(*load_quantized(changed))));
 }
 
 // ---- what is written ----------------------------------------------------------------------------
