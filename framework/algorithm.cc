@@ -43,11 +43,11 @@ void Algorithm::apply(CausalLM& net, NetworkHelper& helper) {
   net.quantization = config_;
   applied_to_ = &net;
   step_ = Step::kApplied;
-  log_info("{}: {} of {} linear layers quantized\n{}", name(), report_.quantized_count(), report_.layers().size(),
-           report_.summary_table());
-  if (report_.fallback_count() > 0)
-    log_info("{}: {} layers not quantized as configured:\n{}", name(), report_.fallback_count(),
-             report_.fallback_list());
+  // One line here; the tables are the caller's to print (report().summary_table(), fallback_list()).
+  log_info("{}: {} of {} linear layers quantized, {} -> {}, {} not as configured", name(), report_.quantized_count(),
+           report_.layers().size(), format_bytes(report_.float_bytes()), format_bytes(report_.quantized_bytes()),
+           report_.fallback_count());
+  log_debug("{}", report_.summary_table());
 }
 
 void Algorithm::convert(CausalLM& net) {

@@ -579,6 +579,11 @@ TEST(PTQConfig, EachValidationRuleNamesKeyAndValue) {
        R"({"layer_policies": [{"pattern": "down", "weight_quant_granularity":
            "per_group", "group_size": 48}]})",
        {"layer_policies[0] (pattern \"down\")", "power of two >= 16", "got 48"}},
+      {"empty rounding", R"({"rounding": ""})", {"key \"rounding\" is empty"}},
+      {"GPTQ rounds itself",
+       R"({"weight_quant_dtype": "int4", "weight_quant_granularity": "per_group", "precision_recovery": "gptq",
+           "rounding": "rtn_mse"})",
+       {"precision_recovery \"gptq\" rounds the weights itself", "(got \"rtn_mse\")"}},
   };
   for (const Rule& rule : rules) {
     SCOPED_TRACE(rule.name);
