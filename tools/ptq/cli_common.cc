@@ -17,6 +17,7 @@ void ModelOptions::add_to(CLI::App& command) {
       ->check(CLI::ExistingDirectory);
   command.add_option("--dtype", dtype, "Compute dtype: float32 (default), bfloat16 or float16")
       ->check(CLI::IsMember({"float32", "bfloat16", "float16", "fp32", "bf16", "fp16"}));
+  command.add_option("--device", device, "Device the model is loaded onto and runs on: cpu (default), cuda or cuda:N");
 }
 
 void apply_runtime_options(const GlobalOptions& options, bool json_output) {
@@ -29,6 +30,7 @@ void apply_runtime_options(const GlobalOptions& options, bool json_output) {
 LoadedModel load_model(const ModelOptions& options) {
   LoadOptions load;
   load.compute_dtype = parse_compute_dtype(options.dtype);
+  load.device = torch::Device(options.device);  // throws c10::Error on a bad spelling
   LoadedModel loaded;
   loaded.helper = std::make_shared<LlamaNetworkHelper>(options.model_dir, load);
   // A quantized checkpoint (config.json with quantization_config) is rebuilt with its real kernels.

@@ -22,6 +22,7 @@ struct GlobalOptions {
 struct ModelOptions {
   std::string model_dir;
   std::string dtype = "float32";
+  std::string device = "cpu";  // --device: cpu | cuda | cuda:N (torch::Device syntax)
   void add_to(CLI::App& command);
 };
 
