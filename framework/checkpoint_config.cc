@@ -9,6 +9,7 @@
 
 #include "framework/checkpoint.h"
 #include "framework/error.h"
+#include "framework/kv_checkpoint.h"
 
 namespace ptq {
 namespace fs = std::filesystem;
@@ -142,7 +143,7 @@ json quantization_config_json(const std::vector<QuantizedLayerEntry>& quantized,
           {"quantization_status", "compressed"},
           {"config_groups", config_groups},
           {"ignore", float_linears},
-          {"kv_cache_scheme", nullptr},
+          {"kv_cache_scheme", kv_cache_scheme_json(config)},
           {"ptq", {{"format_version", kCheckpointFormatVersion}, {"config", config.to_json()}}}};
 }
 

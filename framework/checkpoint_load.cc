@@ -8,6 +8,7 @@
 #include "framework/checkpoint_config.h"
 #include "framework/checkpoint_layout.h"
 #include "framework/error.h"
+#include "framework/kv_checkpoint.h"
 #include "framework/log.h"
 #include "framework/torch_format.h"
 
@@ -176,6 +177,7 @@ void load_checkpoint(const fs::path& dir, CausalLM& net) {
   load_plain_tensors(store, net.named_parameters(/*recurse=*/true), quantized_weights, "parameter",
                      used);
   load_plain_tensors(store, net.named_buffers(/*recurse=*/true), {}, "buffer", used);
+  if (config) load_kv_cache_quantization(store, *config, net, used);
   check_unused(store, used);
 }
 

@@ -11,6 +11,7 @@
 #include "framework/checkpoint_config.h"
 #include "framework/checkpoint_layout.h"
 #include "framework/error.h"
+#include "framework/kv_checkpoint.h"
 #include "framework/log.h"
 
 namespace ptq {
@@ -121,6 +122,7 @@ bool write_tensors(const CausalLM& net, const LinearPlan& plan, const fs::path& 
     writer.add(name, storage_form(tensor, narrow, kept_wide));
   }
   for (const auto& item : net.named_buffers(/*recurse=*/true)) writer.add(item.key(), item.value());
+  for (const auto& [name, scale] : kv_scale_tensors(net)) writer.add(name, scale);  // static int8 KV cache
   writer.finish();
   return skipped_tied;
 }

@@ -1,0 +1,108 @@
+#include "framework/kv_checkpoint.h"
+
+#include <torch/torch.h>
+
+#include "framework/backend.h"
+#include "framework/error.h"
+#include "framework/torch_format.h"
+
+namespace ptq {
+namespace {
+
+// "<attn>.kv_cache" -> "<attn>": where vLLM looks for the per-tensor k_scale / v_scale.
+std::string attention_prefix(const std::string& slot_path) {
+  const size_t dot = slot_path.rfind('.');
+  return dot == std::string::npos ? slot_path : slot_path.substr(0, dot);
+}
+
+const Int8KVCacheFormat* static_int8_format(const KVCacheSlotImpl& slot) {
+  const auto* format = dynamic_cast<const Int8KVCacheFormat*>(slot.format().get());
+  return format && format->params().mode == KVQuantMode::kStaticPerChannel ? format : nullptr;
+}
+
+}  // namespace
+
+std::vector<std::shared_ptr<KVCacheSlotImpl>> collect_kv_cache_slots(torch::nn::Module& root) {
+  std::vector<std::shared_ptr<KVCacheSlotImpl>> slots;
+  for (auto& module : root.modules(/*include_self=*/true))
+    if (auto slot = std::dynamic_pointer_cast<KVCacheSlotImpl>(module)) slots.push_back(slot);
+  return slots;
+}
+
+std::shared_ptr<KVCacheFormat> make_int8_kv_cache_format(const std::string& requested, const KVQuantParams& params) {
+  std::shared_ptr<Backend> chosen;
+  if (requested == "auto") {
+    for (const std::string& name : available_backends()) {
+      auto b = backend(name);
+      if (name != kReferenceBackendName && b->supports_kv(params)) {
+        chosen = b;
+        break;
+      }
+    }
+  } else if (auto b = backend(requested); b->supports_kv(params)) {
+    chosen = b;
+  }
+  if (!chosen) chosen = backend(kReferenceBackendName);
+  return chosen->make_kv_cache_format(params);
+}
+
+std::map<std::string, torch::Tensor> kv_scale_tensors(const CausalLM& net) {
+  std::map<std::string, torch::Tensor> out;
+  for (const auto& item : net.named_modules("", /*include_self=*/false)) {
+    auto slot = std::dynamic_pointer_cast<KVCacheSlotImpl>(item.value());
+    if (!slot) continue;
+    const Int8KVCacheFormat* format = static_int8_format(*slot);
+    if (!format) continue;
+    const std::string& name = item.key();
+    const torch::Tensor k = format->params().k_scale.to(torch::kCPU, torch::kFloat32).contiguous();
+    const torch::Tensor v = format->params().v_scale.to(torch::kCPU, torch::kFloat32).contiguous();
+    out[name + ".k_scale"] = k;
+    out[name + ".v_scale"] = v;
+    out[attention_prefix(name) + ".k_scale"] = k.max().reshape({1});
+    out[attention_prefix(name) + ".v_scale"] = v.max().reshape({1});
+  }
+  return out;
+}
+
+nlohmann::json kv_cache_scheme_json(const PTQConfig& config) {
+  if (config.kvcache_quant_dtype == QuantDtype::kNone) return nullptr;
+  const bool dynamic = config.kvcache_quant_granularity == QuantGranularity::kPerToken;
+  return {{"num_bits", 8},          {"type", "int"},   {"symmetric", true},
+          {"strategy", dynamic ? "token" : "channel"}, {"dynamic", dynamic},
+          {"group_size", nullptr},  {"observer", to_string(config.act_observer)}};
+}
+
+void load_kv_cache_quantization(const TensorStore& store, const PTQConfig& config, CausalLM& net,
+                                std::set<std::string>& used) {
+  if (config.kvcache_quant_dtype == QuantDtype::kNone) return;
+  const bool dynamic = config.kvcache_quant_granularity == QuantGranularity::kPerToken;
+  const std::string requested = to_string(config.backend);
+  for (const auto& item : net.named_modules("", /*include_self=*/false)) {
+    auto slot = std::dynamic_pointer_cast<KVCacheSlotImpl>(item.value());
+    if (!slot) continue;
+    if (dynamic) {
+      slot->set_format(make_int8_kv_cache_format(requested, KVQuantParams::dynamic_per_token()));
+      continue;
+    }
+    auto read = [&](const std::string& tensor) {
+      PTQ_CHECK(store.has(tensor), "{}: tensor \"{}\" is missing; the checkpoint's KV cache is int8 with static "
+                "per-channel scales", store.path().string(), tensor);
+      const torch::Tensor t = store.tensor(tensor);
+      PTQ_CHECK(t.dim() == 2 && t.scalar_type() == torch::kFloat32,
+                "{}: tensor \"{}\" must be float32 [kv_heads, head_dim], got {} {}", store.path().string(), tensor,
+                t.scalar_type(), t.sizes());
+      used.insert(tensor);
+      return t;
+    };
+    const std::string& name = item.key();
+    const torch::Tensor k = read(name + ".k_scale"), v = read(name + ".v_scale");
+    // The per-tensor copies are for other tools; ptq uses the per-channel scales.
+    for (const char* which : {".k_scale", ".v_scale"})
+      if (store.has(attention_prefix(name) + which)) used.insert(attention_prefix(name) + which);
+    const torch::Device device = net.parameters().empty() ? torch::Device(torch::kCPU) : net.parameters().front().device();
+    slot->set_format(make_int8_kv_cache_format(
+        requested, KVQuantParams::static_per_channel(k.to(device), v.to(device))));
+  }
+}
+
+}  // namespace ptq
