@@ -346,6 +346,13 @@ TEST_F(ReferenceBackendTest, SupportAnswersWithReasons) {
 
 TEST_F(ReferenceBackendTest, SelectionFallsBackWithReasonsAndHonoursTheSwitch) {
   ForceReference off(false);
+  // The policy is tested with the reference backend alone: optimized built-ins (cpu) would win "auto".
+  for (const std::string& name : ptq::available_backends()) {
+    if (name != "reference") ptq::unregister_backend(name);
+  }
+  struct RestoreBuiltins {
+    ~RestoreBuiltins() { ptq::register_builtin_backends(); }
+  } restore_builtins;
   ptq::LinearScheme s;
   s.weight_bits = 4;
   s.group_size = 128;

@@ -1,0 +1,33 @@
+#include "backends/cpu/cpu_backend.h"
+
+#include <fmt/format.h>
+#include <torch/torch.h>
+
+#include "backends/cpu/onednn_int8_linear.h"
+#include "backends/cpu/weight_only_linear.h"
+#include "framework/error.h"
+
+namespace ptq {
+
+Support CpuBackend::supports_device(const torch::Device& device) const {
+  if (!device.is_cpu()) return Support::no(fmt::format("the cpu backend runs on the CPU, not on {}", device.str()));
+  return Support::yes();
+}
+
+Support CpuBackend::supports(const LinearScheme& s) const {
+  if (s.weight_bits == 0) return Support::no("float scheme: nothing to quantize");
+  return s.act == ActQuant::kNone ? cpu::weight_only_supports(s) : cpu::int8_linear_supports(s);
+}
+
+std::shared_ptr<LinearKernel> CpuBackend::make_linear_kernel(const QuantizedLinearParams& params,
+                                                             torch::ScalarType compute_dtype) const {
+  // compute_dtype is not needed: the kernels compute in float32 and return x's dtype.
+  PTQ_CHECK(params.weight.data.defined() && params.weight.data.device().is_cpu(),
+            "cpu backend: the quantized weight must be on the CPU");
+  if (params.act == ActQuant::kNone) return cpu::make_weight_only_linear(params);
+  return cpu::make_onednn_int8_linear(params);
+}
+
+void register_cpu_backend() { register_backend(std::make_shared<CpuBackend>()); }
+
+}  // namespace ptq
