@@ -2,6 +2,9 @@
 #include <CLI/CLI.hpp>
 #include <ptq/build_config.h>
 
+#include <unistd.h>
+
+#include <cstdlib>
 #include <iostream>
 
 #include "framework/algorithm.h"
@@ -9,7 +12,22 @@
 #include "framework/error.h"
 #include "tools/ptq/cli_common.h"
 
+namespace {
+
+// LibTorch's OpenMP workers spin-wait between parallel regions while OpenBLAS runs each GEMM on its own
+// threads; on the 2-core machines we target, that oversubscription made float decode 3x and prefill 1.4x
+// slower (docs/PERFORMANCE.md). libgomp reads OMP_WAIT_POLICY only when it is loaded, before main, so the
+// CLI re-executes itself once with the passive policy unless the user chose a policy.
+void relaunch_with_passive_openmp(char** argv) {
+  if (std::getenv("OMP_WAIT_POLICY") != nullptr) return;
+  setenv("OMP_WAIT_POLICY", "PASSIVE", 1);
+  execv("/proc/self/exe", argv);  // returns only on failure: carry on with the default policy
+}
+
+}  // namespace
+
 int main(int argc, char** argv) {
+  relaunch_with_passive_openmp(argv);
   // Built-ins first, so that --plugin libraries can see (and deliberately replace) them.
   ptq::register_builtin_backends();
   ptq::register_builtin_algorithms();

@@ -1,0 +1,62 @@
+// GPTQ (Frantar et al. 2022, "GPTQ: Accurate Post-Training Quantization for Generative Pre-trained
+// Transformers"; reference: IST-DASLab/gptq): rounds each weight column in turn and spreads its
+// rounding error over the columns not yet quantized, weighted by the inverse Hessian H = 2/n sum x
+// x^T of the layer's calibration inputs, so the layer output W X moves as little as possible.
+//
+// Inside a decoder layer the linears are quantized true-sequentially, one group of linears that
+// share an input at a time (Llama: q,k,v -> o -> gate,up -> down); the groups are found by watching
+// which linears receive the same input tensor, so no model family is named here. Each group's
+// Hessian comes from running the layer with the earlier groups already fake-quantized. Codes,
+// scales and zero points follow quantize_weight's conventions (compute_qparams), so the result is
+// an ordinary QuantizedWeight.
+#pragma once
+
+#include <string>
+
+#include "framework/algorithm.h"
+#include "framework/quantized_weight.h"
+
+namespace ptq {
+
+// algo_args "gptq" (framework/ptq_config.cc has the defaults, docs/CONFIG.md the meaning).
+struct GptqOptions {
+  double damp_percent = 0.01;  // dampening added to diag(H), as a fraction of mean(diag(H))
+  int64_t block_size =
+      128;  // columns whose updates to later columns are applied together (lazy batch)
+  bool act_order = false;  // quantize columns by decreasing diag(H)
+  // Group scales from the weights before any update (the reference's static_groups). When false,
+  // a group's parameters are computed from its current (error-updated) weights the first time one
+  // of its columns is quantized. Groups are always columns c / group_size of the original order
+  // (the checkpoint format has no per-column group index), so with act_order and dynamic groups a
+  // group is fixed when its first column in activation order comes up.
+  bool static_groups = false;
+
+  static GptqOptions from_config(const PTQConfig& config);
+};
+
+struct GptqResult {
+  QuantizedWeight weight;
+  double damp = 0.0;         // the dampening finally added to the diagonal
+  int damp_increases = 0;    // how many times it was multiplied by 10 because Cholesky failed
+  int64_t dead_columns = 0;  // inputs that were always 0 (H_ii = 0): their weights are set to 0
+};
+
+// Quantizes `weight` [out, in] (any float dtype and device) per `spec` (bits, group size, symmetry;
+// precomputed scales and clip ratios are not accepted) using `hessian` [in, in] (float, sum-scaled
+// as the caller likes: only its ratios matter). `layer` names the linear in errors. All math is
+// float32 on the weight's device.
+GptqResult gptq_quantize(const torch::Tensor& weight, const torch::Tensor& hessian,
+                         const WeightQuantSpec& spec, const GptqOptions& options,
+                         const std::string& layer = "weight");
+
+class Gptq : public Algorithm {
+ public:
+  explicit Gptq(PTQConfig config);
+  std::string name() const override { return "gptq"; }
+  std::vector<std::shared_ptr<LayerStage>> stages() const override;
+};
+
+// The stage alone (PTQ composes it after outlier suppression).
+std::shared_ptr<LayerStage> make_gptq_stage(const GptqOptions& options);
+
+}  // namespace ptq
