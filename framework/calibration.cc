@@ -127,6 +127,11 @@ void run_layerwise(CausalLM& net, NetworkHelper& helper, const PTQConfig& config
     PTQ_CHECK(tokens.size(1) <= net.max_positions(),
               "calibration.seq_len = {} is longer than the model's {} positions", tokens.size(1),
               net.max_positions());
+    // Tokens are sampled on the CPU; the embedding lives wherever the network was loaded.
+    for (const auto& parameter : net.parameters()) {
+      tokens = tokens.to(parameter.device());
+      break;
+    }
     std::vector<torch::Tensor> embedded;
     for (int64_t b = 0; b < tokens.size(0); b += batch)
       embedded.push_back(net.embed(tokens.narrow(0, b, std::min(batch, tokens.size(0) - b))));

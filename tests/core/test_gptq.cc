@@ -280,6 +280,7 @@ TEST(Gptq, PtqRecipeQuantizesEveryDecoderLinearAndBeatsRoundToNearest) {
 // known here, not in the stage) gives the stage's codes bit for bit; o_proj on float inputs does
 // not.
 TEST(Gptq, QuantizesTrueSequentiallyWithInputsRecomputedAfterEachGroup) {
+  register_builtin_algorithms();  // the stage is driven by hand here, with no Algorithm to register them
   const PTQConfig config = w4_gptq();
   const GptqOptions options = GptqOptions::from_config(config);
   TinyNet staged = tiny_net(), by_hand = tiny_net();
