@@ -17,4 +17,11 @@ std::filesystem::path tiny_model_dir(const std::string& name, const nlohmann::js
   return dir;
 }
 
+TinyNet tiny_net() {
+  TinyNet t;
+  t.helper = std::make_shared<LlamaNetworkHelper>(tiny_model_dir());
+  t.net = t.helper->create_network();
+  return t;
+}
+
 }  // namespace ptq::testing

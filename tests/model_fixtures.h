@@ -4,12 +4,22 @@
 #include <nlohmann/json.hpp>
 
 #include <filesystem>
+#include <memory>
 #include <string>
+
+#include "network_helpers/llama/llama_network_helper.h"
 
 namespace ptq::testing {
 
 // A 2-layer GQA Llama (hidden 64, 4 heads / 2 KV heads, vocab 300) with a byte-level tokenizer, written
 // once per process into a temp folder; `overrides` are merged into config.json (e.g. qkv biases).
 std::filesystem::path tiny_model_dir(const std::string& name = "tiny", const nlohmann::json& overrides = {});
+
+// A float network on tiny_model_dir() and its helper (what algorithm tests apply to).
+struct TinyNet {
+  std::shared_ptr<LlamaNetworkHelper> helper;
+  std::shared_ptr<CausalLM> net;
+};
+TinyNet tiny_net();
 
 }  // namespace ptq::testing

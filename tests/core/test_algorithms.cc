@@ -19,17 +19,8 @@ namespace ptq {
 namespace {
 namespace fs = std::filesystem;
 
-struct TinyNet {
-  std::shared_ptr<LlamaNetworkHelper> helper;
-  std::shared_ptr<CausalLM> net;
-};
-
-TinyNet tiny_net() {
-  TinyNet t;
-  t.helper = std::make_shared<LlamaNetworkHelper>(testing::tiny_model_dir());
-  t.net = t.helper->create_network();
-  return t;
-}
+using testing::TinyNet;
+using testing::tiny_net;
 
 PTQConfig config_from(const nlohmann::json& j) { return PTQConfig::from_json(j, "test config"); }
 

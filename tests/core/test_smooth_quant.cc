@@ -22,17 +22,8 @@
 namespace ptq {
 namespace {
 
-struct TinyNet {
-  std::shared_ptr<LlamaNetworkHelper> helper;
-  std::shared_ptr<CausalLM> net;
-};
-
-TinyNet tiny_net() {
-  TinyNet t;
-  t.helper = std::make_shared<LlamaNetworkHelper>(testing::tiny_model_dir());
-  t.net = t.helper->create_network();
-  return t;
-}
+using testing::TinyNet;
+using testing::tiny_net;
 
 // Random lowercase words: the byte-level tokenizer turns them into varied token sequences.
 std::string calibration_file() {
