@@ -9,6 +9,7 @@
 #include "framework/safetensors.h"
 #include "model_fixtures.h"
 #include "network_helpers/eval/generation.h"
+#include "network_helpers/eval/perplexity.h"
 #include "network_helpers/llama/llama_network_helper.h"
 #include "test_util.h"
 
@@ -193,6 +194,21 @@ TEST(LlamaLoaderErrors, TooManyTokensForTheModel) {
   auto net = load_llama(testing::tiny_model_dir());
   auto ids = torch::zeros({1, 257}, torch::kInt64);
   expect_error([&] { net->forward(ids); }, {"257", "max_position_embeddings", "256"});
+}
+
+TEST(PerplexityErrors, EmptyTextFileIsNamed) {
+  const fs::path file = testing::temp_dir("empty_text") / "empty.txt";
+  std::ofstream(file).close();
+  expect_error([&] { read_evaluation_text(file, PerplexityProtocol::kWindows); }, {file.string(), "empty"});
+}
+
+TEST(PerplexityErrors, WindowLongerThanTheModelsPositionsIsRefused) {
+  auto net = load_llama(testing::tiny_model_dir());
+  std::vector<int64_t> ids(2000, 5);
+  PerplexityOptions options;
+  options.window = 512;  // the tiny model has 256 positions
+  options.show_progress = false;
+  expect_error([&] { evaluate_perplexity(*net, ids, options); }, {"512", "256"});
 }
 
 }  // namespace
