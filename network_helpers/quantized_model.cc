@@ -38,8 +38,10 @@ std::shared_ptr<LlamaForCausalLM> load_quantized(const fs::path& dir, const Load
   LlamaNetworkHelper helper(dir, options);
   std::unique_ptr<Algorithm> algorithm = create_algorithm("ptq", *config);
   algorithm->apply(*net, helper);
-  algorithm->convert(*net);
+  // Filling the structure before convert() builds each kernel once, from the loaded values (loading
+  // after convert would build every kernel twice).
   load_checkpoint(dir, *net);
+  algorithm->convert(*net);
   net->eval();
   return net;
 }
