@@ -3,6 +3,7 @@
 #include <mutex>
 
 #include "algorithms/act_calibration.h"
+#include "algorithms/awq.h"
 #include "algorithms/gptq.h"
 #include "algorithms/kv_cache_int8.h"
 #include "algorithms/ptq.h"
@@ -22,6 +23,8 @@ void register_builtin_algorithms() {
                       [](const PTQConfig& c) { return std::make_unique<Gptq>(c); }});
   register_algorithm({"smooth_quant", "SmoothQuant: migrates activation outliers into the weights (alpha), before W8A8",
                       [](const PTQConfig& c) { return std::make_unique<SmoothQuant>(c); }});
+  register_algorithm({"awq", "AWQ: activation-aware per-channel scales and clip search before weight-only rounding",
+                      [](const PTQConfig& c) { return std::make_unique<Awq>(c); }});
   register_algorithm({"act_calibration", "static per-tensor int8 activation scales (minmax | percentile | mse)",
                       [](const PTQConfig& c) { return std::make_unique<ActCalibration>(c); }});
   register_algorithm({"kv_cache_int8", "int8 KV cache: static per-channel scales from calibration, or dynamic per-token",
