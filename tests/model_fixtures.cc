@@ -1,5 +1,10 @@
 #include "model_fixtures.h"
 
+#include <fstream>
+#include <map>
+#include <mutex>
+#include <random>
+
 #include "network_helpers/llama/random_model.h"
 #include "test_util.h"
 
@@ -22,6 +27,32 @@ TinyNet tiny_net() {
   t.helper = std::make_shared<LlamaNetworkHelper>(tiny_model_dir());
   t.net = t.helper->create_network();
   return t;
+}
+
+std::string random_words(unsigned seed, int words) {
+  std::mt19937 rng(seed);
+  std::uniform_int_distribution<int> letter('a', 'z'), length(1, 8);
+  std::string text;
+  for (int w = 0; w < words; ++w) {
+    for (int i = length(rng); i > 0; --i) text += static_cast<char>(letter(rng));
+    text += w % 11 == 10 ? '\n' : ' ';
+  }
+  return text;
+}
+
+std::string random_words_file(const std::string& name, unsigned seed, int words) {
+  static std::mutex mutex;
+  static std::map<std::string, std::string> written;
+  std::lock_guard<std::mutex> lock(mutex);
+  auto found = written.find(name);
+  if (found != written.end()) return found->second;
+  const auto file = temp_dir(name) / "calibration.txt";
+  std::ofstream(file) << random_words(seed, words);
+  return written[name] = file.string();
+}
+
+double relative_difference(const torch::Tensor& a, const torch::Tensor& b) {
+  return ((a - b).norm() / b.norm()).item<double>();
 }
 
 }  // namespace ptq::testing

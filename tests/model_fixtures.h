@@ -2,6 +2,7 @@
 #pragma once
 
 #include <nlohmann/json.hpp>
+#include <torch/types.h>
 
 #include <filesystem>
 #include <memory>
@@ -21,5 +22,14 @@ struct TinyNet {
   std::shared_ptr<CausalLM> net;
 };
 TinyNet tiny_net();
+
+// Random lowercase words (1-8 letters, a newline every 11 words): the byte-level tokenizer turns them
+// into varied token sequences -- calibration text for the tiny models.
+std::string random_words(unsigned seed, int words);
+// random_words(seed, words) written once per process to a file named after `name`; returns its path.
+std::string random_words_file(const std::string& name, unsigned seed, int words = 3000);
+
+// |a - b| / |b| (Frobenius norms).
+double relative_difference(const torch::Tensor& a, const torch::Tensor& b);
 
 }  // namespace ptq::testing

@@ -5,6 +5,8 @@
 
 #include <cstdlib>
 
+#include "framework/error.h"
+
 namespace ptq::testing {
 namespace fs = std::filesystem;
 
@@ -40,6 +42,16 @@ fs::path temp_dir(const std::string& name) {
 fs::path build_dir() {
   const char* env = std::getenv("PTQ_BUILD_DIR");
   return env ? fs::path(env) : fs::current_path();
+}
+
+std::string error_of(const std::function<void()>& action) {
+  try {
+    action();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  ADD_FAILURE() << "expected a ptq::Error";
+  return "";
 }
 
 }  // namespace ptq::testing

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <functional>
 #include <string>
 
 namespace ptq::testing {
@@ -16,6 +17,10 @@ std::filesystem::path temp_dir(const std::string& name);
 
 // The build tree (for finding the ptq binary and plugins).
 std::filesystem::path build_dir();
+
+// The message of the ptq::Error that `action` throws; records a test failure (and returns "") when it
+// throws none.
+std::string error_of(const std::function<void()>& action);
 
 }  // namespace ptq::testing
 

@@ -17,6 +17,9 @@
 
 namespace ptq {
 namespace {
+
+using testing::error_of;
+using testing::relative_difference;
 namespace fs = std::filesystem;
 
 using testing::TinyNet;
@@ -25,19 +28,6 @@ using testing::tiny_net;
 PTQConfig config_from(const nlohmann::json& j) { return PTQConfig::from_json(j, "test config"); }
 
 torch::Tensor some_ids() { return torch::tensor(std::vector<int64_t>{5, 17, 42, 99, 3, 250, 7, 8, 100, 31}).unsqueeze(0); }
-
-double relative_difference(const torch::Tensor& a, const torch::Tensor& b) {
-  return ((a - b).norm() / b.norm()).item<double>();
-}
-
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
 
 TEST(Algorithm, LifecycleMisuseIsAClearError) {
   TinyNet t = tiny_net();

@@ -26,27 +26,10 @@ namespace {
 
 using testing::TinyNet;
 using testing::tiny_net;
+using testing::random_words;
+using testing::relative_difference;
 
-// Random lowercase words: the byte-level tokenizer turns them into varied token sequences.
-std::string random_words(unsigned seed, int words) {
-  std::mt19937 rng(seed);
-  std::uniform_int_distribution<int> letter('a', 'z'), length(1, 8);
-  std::string text;
-  for (int w = 0; w < words; ++w) {
-    for (int i = length(rng); i > 0; --i) text += static_cast<char>(letter(rng));
-    text += w % 11 == 10 ? '\n' : ' ';
-  }
-  return text;
-}
-
-std::string calibration_file() {
-  static const std::string path = [] {
-    const auto file = testing::temp_dir("gptq") / "calibration.txt";
-    std::ofstream(file) << random_words(11, 3000);
-    return file.string();
-  }();
-  return path;
-}
+std::string calibration_file() { return testing::random_words_file("gptq", 11); }
 
 // Held-out text like the calibration text (GPTQ fits the calibration distribution), [4, 48].
 torch::Tensor heldout_ids(NetworkHelper& helper) {
@@ -72,10 +55,6 @@ PTQConfig w4_gptq(const nlohmann::json& gptq_args = nlohmann::json::object(), bo
 torch::Tensor eval_ids() {
   return torch::tensor(std::vector<int64_t>{5, 17, 42, 99, 3, 250, 7, 8, 100, 31, 64, 65, 66})
       .unsqueeze(0);
-}
-
-double relative_difference(const torch::Tensor& a, const torch::Tensor& b) {
-  return ((a - b).norm() / b.norm()).item<double>();
 }
 
 // Collects every input row a linear sees, as float32 [rows, in].

@@ -12,26 +12,19 @@
 
 #include "framework/activation_quant.h"
 #include "framework/error.h"
+#include "test_util.h"
 #include "framework/quant_types.h"
 #include "framework/quantized_weight.h"
 #include "framework/tolerances.h"
 
 namespace {
 
+using ptq::testing::error_of;
+
 using ptq::QuantizedWeight;
 using ptq::WeightQuantSpec;
 
 // The message of the ptq::Error that `action` throws; fails the test when it throws nothing.
-std::string error_of(const std::function<void()>& action) {
-  try {
-    action();
-  } catch (const ptq::Error& e) {
-    return e.what();
-  }
-  ADD_FAILURE() << "expected a ptq::Error";
-  return "";
-}
-
 WeightQuantSpec spec(int bits, int64_t group_size, bool symmetric) {
   WeightQuantSpec s;
   s.bits = bits;

@@ -19,6 +19,7 @@
 #include "framework/attention.h"
 #include "framework/backend.h"
 #include "framework/error.h"
+#include "test_util.h"
 #include "framework/kv_quant.h"
 #include "framework/linear.h"
 #include "framework/quantized_weight.h"
@@ -26,15 +27,7 @@
 
 namespace {
 
-std::string error_of(const std::function<void()>& action) {
-  try {
-    action();
-  } catch (const ptq::Error& e) {
-    return e.what();
-  }
-  ADD_FAILURE() << "expected a ptq::Error";
-  return "";
-}
+using ptq::testing::error_of;
 
 ptq::WeightQuantSpec spec(int bits, int64_t group_size, bool symmetric) {
   ptq::WeightQuantSpec s;

@@ -24,23 +24,9 @@ namespace {
 
 using testing::TinyNet;
 using testing::tiny_net;
+using testing::relative_difference;
 
-// Random lowercase words: the byte-level tokenizer turns them into varied token sequences.
-std::string calibration_file() {
-  static const std::string path = [] {
-    std::mt19937 rng(7);
-    std::uniform_int_distribution<int> letter('a', 'z'), length(1, 8);
-    std::string text;
-    for (int w = 0; w < 3000; ++w) {
-      for (int i = length(rng); i > 0; --i) text += static_cast<char>(letter(rng));
-      text += w % 11 == 10 ? '\n' : ' ';
-    }
-    const auto file = testing::temp_dir("smooth_quant") / "calibration.txt";
-    std::ofstream(file) << text;
-    return file.string();
-  }();
-  return path;
-}
+std::string calibration_file() { return testing::random_words_file("smooth_quant", 7); }
 
 // A W8A8 config calibrated on calibration_file(); `extra` keys on top.
 PTQConfig w8a8(const nlohmann::json& extra = nlohmann::json::object()) {
@@ -64,10 +50,6 @@ torch::Tensor eval_ids() {
     return torch::tensor(tail).view({4, 24});
   }();
   return ids;
-}
-
-double relative_difference(const torch::Tensor& a, const torch::Tensor& b) {
-  return ((a - b).norm() / b.norm()).item<double>();
 }
 
 // Relative logits error of the network quantized with `config` (fake-quant, after apply), optionally
