@@ -8,6 +8,9 @@
 #ifdef PTQ_WITH_CPU_BACKEND
 #include "backends/cpu/cpu_backend.h"
 #endif
+#ifdef PTQ_WITH_CUDA_BACKEND
+#include "backends/cuda/cuda_backend.h"
+#endif
 
 namespace ptq {
 
@@ -18,6 +21,9 @@ void register_builtin_backends() {
   if (!find_backend(kReferenceBackendName)) register_reference_backend();
 #ifdef PTQ_WITH_CPU_BACKEND
   if (!find_backend(kCpuBackendName)) register_cpu_backend();
+#endif
+#ifdef PTQ_WITH_CUDA_BACKEND
+  if (!find_backend(kCudaBackendName)) register_cuda_backend();
 #endif
 }
 

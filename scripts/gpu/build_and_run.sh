@@ -2,9 +2,10 @@
 # Runs THERE, on the GPU device machine (CUDA, PyTorch's LibTorch, CMake, ninja, g++; no apt, no internet),
 # in the repository root, with .deps/root.tar.xz and (for --evals) .deps/shared carried along
 # (scripts/gpu/fetch_deps.sh makes both here; docs/GPU_BUILD.md).
-# Usage: scripts/gpu/build_and_run.sh [--no-tests] [--evals] [--jobs N] [-- COMMAND ...]
-#   builds into build-gpu/, runs the core + tokenizer tests, optionally the standard evaluations,
-#   then COMMAND (one shell line; PTQ, MODEL, HELDOUT, WIKITEXT are exported for it).
+# Usage: scripts/gpu/build_and_run.sh [--no-tests] [--labels REGEX] [--evals] [--jobs N] [-- COMMAND ...]
+#   builds into build-gpu/, runs the core + tokenizer tests (--labels: other ctest labels, '' for none)
+#   and the CUDA-backend tests (ctest -L cuda, cuda.log), optionally the standard evaluations,
+#   then COMMAND (one shell line; PTQ, CUDA_REPORT, MODEL, HELDOUT, WIKITEXT are exported for it).
 # Logs go to $OUT (the device tool's result folder; at most 8 files come back), else out/gpu/.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -13,11 +14,12 @@ OUT=${OUT:-$REPO/out/gpu}; mkdir -p "$OUT"
 DEPS=$REPO/.deps
 ROOT=$DEPS/root
 BUILD=$REPO/build-gpu
-RUN_TESTS=1; RUN_EVALS=0; JOBS=$(nproc); EXTRA=()
+RUN_TESTS=1; RUN_EVALS=0; JOBS=$(nproc); EXTRA=(); LABELS='core|tokenizer'
 while [ $# -gt 0 ]; do
   case $1 in
     --no-tests) RUN_TESTS=0 ;;
     --evals) RUN_EVALS=1 ;;
+    --labels) LABELS=$2; shift ;;
     --jobs) JOBS=$2; shift ;;
     --) shift; EXTRA=("$@"); break ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
@@ -86,19 +88,28 @@ say "build rc=$BUILD_RC, $(grep -c 'error:' "$OUT/build.log") error lines"
 if [ $BUILD_RC -ne 0 ]; then grep -m 30 -A3 'error:' "$OUT/build.log"; fi
 
 # --- tests ---------------------------------------------------------------------------------------
-if [ $RUN_TESTS = 1 ] && [ -e "$BUILD/tests/ptq_core_tests" ]; then
+if [ $RUN_TESTS = 1 ] && [ -n "$LABELS" ] && [ -e "$BUILD/tests/ptq_core_tests" ]; then
   # Tests that need ../shared skip only when the whole folder is absent; the carried .deps/shared holds
   # just the evaluation model and texts (no tokenizers/, no stories260K), so hide it unless it is complete.
   SHARED_FOR_TESTS=$DEPS/shared
   [ -d "$DEPS/shared/data/tokenizers" ] || SHARED_FOR_TESTS=$DEPS/no-shared
-  say "ctest -L 'core|tokenizer' (PTQ_SHARED_DIR=$SHARED_FOR_TESTS)"
-  PTQ_SHARED_DIR=$SHARED_FOR_TESTS ctest --test-dir "$BUILD" -L 'core|tokenizer' -j"$JOBS" --timeout 300 --output-on-failure > "$OUT/ctest.log" 2>&1
+  say "ctest -L '$LABELS' (PTQ_SHARED_DIR=$SHARED_FOR_TESTS)"
+  PTQ_SHARED_DIR=$SHARED_FOR_TESTS ctest --test-dir "$BUILD" -L "$LABELS" -j"$JOBS" --timeout 300 --output-on-failure > "$OUT/ctest.log" 2>&1
   say "ctest rc=$? : $(grep -E 'tests passed|tests failed' "$OUT/ctest.log" | tail -1)"
   grep -E '^\s+[0-9]+ - .*\((Failed|Timeout|SEGFAULT|Subprocess|Exception|Not Run)' "$OUT/ctest.log" | head -40 | tee -a "$OUT/summary.log"
 fi
 
+# The CUDA backend against the reference on the GPU (one GPU: run serially).
+if [ $RUN_TESTS = 1 ] && [ -e "$BUILD/tests/ptq_cuda_tests" ]; then
+  say "ctest -L cuda"
+  ctest --test-dir "$BUILD" -L cuda --timeout 300 --output-on-failure > "$OUT/cuda.log" 2>&1
+  say "ctest cuda rc=$? : $(grep -E 'tests passed|tests failed' "$OUT/cuda.log" | tail -1)"
+  grep -E '^\s+[0-9]+ - .*\((Failed|Timeout|SEGFAULT|Subprocess|Exception|Not Run)' "$OUT/cuda.log" | head -20 | tee -a "$OUT/summary.log"
+fi
+
 # --- evaluations ---------------------------------------------------------------------------------
 export PTQ=$BUILD/tools/ptq
+export CUDA_REPORT=$BUILD/bench/cuda_kernel_report
 export MODEL=$DEPS/shared/data/models/ptq-small-32m
 export HELDOUT=$DEPS/shared/data/heldout/gutenberg_heldout.txt
 export WIKITEXT=$DEPS/shared/data/wikitext2/test.txt

@@ -1,0 +1,194 @@
+// The CUDA backend (backends/cuda) against the reference backend on the same GPU inputs: W8A8 bit for bit
+// (same activation codes, exact int32 accumulation, the reference's float32 epilogue), W4A16 within the
+// compute dtype's tolerance (the decode kernel applies scales in float32 after the tensor-core product;
+// the reference rounds the dequantized weight to 16 bits first), over awkward shapes: M in {1, 2, 5, 16,
+// 33, 128} (both sides of the decode kernel's M <= 16 limit), K and N not multiples of 64 / 16 where the
+// group size allows, group sizes 16/32/64/128, per-channel and per-tensor, sym and asym, fp16 and bf16.
+// Everything goes through the backend registry (no CUDA header), so this builds everywhere and skips with
+// the reason where the backend was not built or no GPU is visible.
+#include <gtest/gtest.h>
+#include <torch/cuda.h>
+#include <torch/torch.h>
+
+#include <iostream>
+#include <string>
+#include <vector>
+
+#include "framework/activation_quant.h"
+#include "framework/backend.h"
+#include "framework/quantized_weight.h"
+#include "framework/tolerances.h"
+
+namespace {
+
+const std::vector<int64_t> kRows = {1, 2, 5, 16, 33, 128};
+
+// Weight-only outputs: per element within the dtype's relative tolerance, with an absolute floor of that
+// tolerance times the largest output (near-zero results have no meaningful relative error), and the
+// normalized MSE of a kernel that reorders float sums (tol::kKernelNmse).
+void expect_close(const torch::Tensor& ref, const torch::Tensor& out) {
+  ASSERT_EQ(ref.sizes(), out.sizes());
+  ASSERT_EQ(ref.scalar_type(), out.scalar_type());
+  const double rtol = ptq::tol::rel_tolerance(out.scalar_type());
+  const double atol = rtol * ref.abs().max().item<double>();
+  EXPECT_TRUE(ptq::tol::all_close(ref, out, rtol, atol))
+      << "max |diff| " << (out.to(torch::kFloat64) - ref.to(torch::kFloat64)).abs().max().item<double>()
+      << ", max |ref| " << ref.abs().max().item<double>();
+  EXPECT_LE(ptq::tol::nmse(ref, out), ptq::tol::kKernelNmse);
+}
+
+ptq::WeightQuantSpec spec(int bits, int64_t group_size, bool symmetric) {
+  ptq::WeightQuantSpec s;
+  s.bits = bits;
+  s.group_size = group_size;
+  s.symmetric = symmetric;
+  return s;
+}
+
+class CudaKernelTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ptq::register_builtin_backends();
+    cuda_ = ptq::find_backend("cuda");
+    reference_ = ptq::find_backend("reference");
+    if (!cuda_) {
+      GTEST_SKIP() << "this build has no CUDA backend (LibTorch without CUDA, or PTQ_WITH_CUDA_BACKEND=OFF)";
+    }
+    if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device visible to LibTorch";
+  }
+  torch::Device gpu() const { return torch::Device(torch::kCUDA, 0); }
+  std::shared_ptr<ptq::Backend> cuda_, reference_;
+};
+
+TEST_F(CudaKernelTest, W4A16MatchesReference) {
+  torch::manual_seed(11);
+  struct Shape {
+    int64_t group, K, N;
+  };
+  // K: not a multiple of 64 where the group allows; N: not a multiple of 16 (padded row tiles).
+  const std::vector<Shape> shapes = {{ptq::kPerChannel, 200, 13}, {ptq::kPerChannel, 100, 40},
+                                     {ptq::kPerTensor, 200, 13},  {16, 208, 37},
+                                     {32, 96, 70},                {32, 4096, 72},
+                                     {64, 320, 70},               {128, 384, 37},
+                                     {128, 1152, 264}};
+  int cases = 0, configs = 0;
+  for (const Shape& sh : shapes) {
+    for (bool sym : {true, false}) {
+      if (sh.group == ptq::kPerTensor && !sym) continue;  // per-tensor asymmetric: not a scheme we make
+      auto w = torch::randn({sh.N, sh.K}, gpu()) * 0.05 + 0.01;  // off-centre, so zero points matter
+      ptq::QuantizedLinearParams p;
+      p.weight = ptq::quantize_weight(w, spec(4, sh.group, sym));
+      p.bias = (configs++ % 2 == 0) ? torch::randn({sh.N}, gpu()) : torch::Tensor();
+      ASSERT_TRUE(cuda_->supports(p.scheme()).ok) << cuda_->supports(p.scheme()).reason;
+      auto kernel = cuda_->make_linear_kernel(p, torch::kHalf);
+      auto ref = reference_->make_linear_kernel(p, torch::kHalf);
+      for (auto dtype : {torch::kHalf, torch::kBFloat16}) {
+        for (int64_t M : kRows) {
+          SCOPED_TRACE(::testing::Message() << p.scheme().name() << " " << dtype << " M " << M << " K " << sh.K
+                                            << " N " << sh.N);
+          auto x = torch::randn({M, sh.K}, gpu()).to(dtype);
+          expect_close(ref->forward(x), kernel->forward(x));
+          ++cases;
+        }
+      }
+    }
+  }
+  EXPECT_EQ(cases, 17 * 2 * 6);
+}
+
+TEST_F(CudaKernelTest, W4A16BatchedFloatAndEmptyInputs) {
+  torch::manual_seed(12);
+  ptq::QuantizedLinearParams p;
+  p.weight = ptq::quantize_weight(torch::randn({70, 256}, gpu()) * 0.05, spec(4, 64, false));
+  auto kernel = cuda_->make_linear_kernel(p, torch::kHalf);
+  auto ref = reference_->make_linear_kernel(p, torch::kHalf);
+  for (int64_t T : {1, 7, 20}) {  // [B, T, K]: B * T on both sides of the decode limit
+    auto x = torch::randn({2, T, 256}, gpu());
+    expect_close(ref->forward(x.to(torch::kHalf)), kernel->forward(x.to(torch::kHalf)));
+    expect_close(ref->forward(x), kernel->forward(x));  // fp32 input: the dequantize + cuBLAS path
+  }
+  EXPECT_EQ(kernel->forward(torch::randn({0, 256}, gpu()).to(torch::kHalf)).sizes(), (std::vector<int64_t>{0, 70}));
+  EXPECT_LT(kernel->weight_bytes(), 70 * 256);  // about 4.6 bits per weight, well under 8
+  std::cout << "[   INFO   ] " << kernel->name() << "\n";
+}
+
+TEST_F(CudaKernelTest, W8A8MatchesReferenceBitForBit) {
+  torch::manual_seed(13);
+  struct Act {
+    ptq::ActQuant act;
+    bool symmetric;
+  };
+  const std::vector<Act> acts = {{ptq::ActQuant::kInt8PerTokenDynamic, true},
+                                 {ptq::ActQuant::kInt8PerTokenDynamic, false},
+                                 {ptq::ActQuant::kInt8PerTensorStatic, true},
+                                 {ptq::ActQuant::kInt8PerTensorStatic, false}};
+  // K, N multiples of 4 (cuBLASLt's rule) and not (the padded path).
+  const std::vector<std::pair<int64_t, int64_t>> kn = {{200, 12}, {1000, 72}, {99, 13}};
+  int cases = 0, configs = 0;
+  for (auto [K, N] : kn) {
+    auto w = torch::randn({N, K}, gpu()) * 0.1;
+    auto bias = torch::randn({N}, gpu());
+    for (int64_t group : {ptq::kPerChannel, ptq::kPerTensor}) {
+      for (const Act& a : acts) {
+        ptq::QuantizedLinearParams p;
+        p.weight = ptq::quantize_weight(w, spec(8, group, true));
+        p.bias = (configs++ % 2 == 0) ? bias : torch::Tensor();
+        p.act = a.act;
+        p.act_symmetric = a.symmetric;
+        if (a.act == ptq::ActQuant::kInt8PerTensorStatic) {
+          p.input_scale = torch::tensor(0.031f);
+          if (!a.symmetric) p.input_zero_point = torch::tensor(-9, torch::kInt32);
+        }
+        ASSERT_TRUE(cuda_->supports(p.scheme()).ok) << cuda_->supports(p.scheme()).reason;
+        auto kernel = cuda_->make_linear_kernel(p, torch::kHalf);
+        auto ref = reference_->make_linear_kernel(p, torch::kHalf);
+        for (auto dtype : {torch::kHalf, torch::kBFloat16, torch::kFloat}) {
+          for (int64_t M : kRows) {
+            SCOPED_TRACE(::testing::Message() << p.scheme().name() << " " << dtype << " M " << M << " K " << K
+                                              << " N " << N);
+            auto x = torch::randn({M, K}, gpu()) + 0.3;  // skewed, so asymmetric activations matter
+            x[0][0] = 6.0;                               // an outlier channel
+            x = x.to(dtype);
+            auto expected = ref->forward(x);
+            auto got = kernel->forward(x);
+            ASSERT_EQ(expected.sizes(), got.sizes());
+            EXPECT_TRUE(torch::equal(expected, got))
+                << "max |diff| " << (expected - got).abs().max().item<double>() << " (tolerance "
+                << ptq::tol::kIntegerExact << ")";
+            ++cases;
+          }
+        }
+      }
+    }
+  }
+  EXPECT_EQ(cases, 3 * 2 * 4 * 3 * 6);
+}
+
+TEST_F(CudaKernelTest, DeclinesWithReasonsAndFallsBack) {
+  ptq::LinearScheme w4;
+  w4.weight_bits = 4;
+  w4.group_size = 24;
+  EXPECT_FALSE(cuda_->supports(w4).ok);
+  EXPECT_NE(cuda_->supports(w4).reason.find("group size 24"), std::string::npos) << cuda_->supports(w4).reason;
+  ptq::LinearScheme w8a16;
+  w8a16.weight_bits = 8;
+  EXPECT_FALSE(cuda_->supports(w8a16).ok);
+  ptq::LinearScheme w8a8_asym_w;
+  w8a8_asym_w.weight_bits = 8;
+  w8a8_asym_w.weight_symmetric = false;
+  w8a8_asym_w.act = ptq::ActQuant::kInt8PerTokenDynamic;
+  EXPECT_FALSE(cuda_->supports(w8a8_asym_w).ok);
+  EXPECT_FALSE(cuda_->supports_device(torch::Device(torch::kCPU)).ok);
+  EXPECT_TRUE(cuda_->supports_device(gpu()).ok);
+
+  // auto: a CPU tensor never lands on cuda; a CUDA tensor with a declined scheme falls back with reasons.
+  auto on_cpu = ptq::select_backend("cuda", w8a16, torch::Device(torch::kCPU));
+  EXPECT_NE(on_cpu.backend->name(), "cuda");
+  auto declined = ptq::select_backend("cuda", w4, gpu());
+  EXPECT_EQ(declined.backend->name(), "reference");
+  EXPECT_NE(declined.fallback_reason.find("group size 24"), std::string::npos) << declined.fallback_reason;
+  w4.group_size = 128;
+  EXPECT_EQ(ptq::select_backend("auto", w4, gpu()).backend->name(), "cuda");
+}
+
+}  // namespace
