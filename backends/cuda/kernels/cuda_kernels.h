@@ -29,7 +29,7 @@ cudaError_t launch_w4a16_decode(const void* x, int dtype, const uint32_t* wq, co
                                 const int8_t* zeros, const float* bias, void* y, int M, int N, int K, int group_size,
                                 cudaStream_t stream);
 
-// Dequantizes the repacked W4 weight into dense w[N, K] (dtype fp16 or bf16): (q - z) * s in float32, then
+// Dequantizes the repacked W4 weight into dense w[N, K] (dtype fp16, bf16 or fp32): (q - z) * s in float32, then
 // one rounding (exactly QuantizedWeight::dequantize(dtype)). The prefill path multiplies it with cuBLAS.
 cudaError_t launch_w4a16_dequantize(const uint32_t* wq, const float* scales, const int8_t* zeros, void* w, int dtype,
                                     int N, int K, int group_size, cudaStream_t stream);

@@ -86,6 +86,8 @@ template <>
 __device__ __forceinline__ __half from_float<__half>(float v) { return __float2half_rn(v); }
 template <>
 __device__ __forceinline__ __nv_bfloat16 from_float<__nv_bfloat16>(float v) { return __float2bfloat16_rn(v); }
+template <>
+__device__ __forceinline__ float from_float<float>(float v) { return v; }
 
 // Group of in-feature k: group_size 0 means one group per row.
 __device__ __forceinline__ int group_of(int k, int group_size) { return group_size > 0 ? k / group_size : 0; }
@@ -267,6 +269,9 @@ cudaError_t launch_w4a16_dequantize(const uint32_t* wq, const float* scales, con
   } else if (dtype == kBF16) {
     w4a16_dequantize_kernel<__nv_bfloat16>
         <<<blocks, threads, 0, stream>>>(wq, scales, zeros, static_cast<__nv_bfloat16*>(w), N, K, group_size);
+  } else if (dtype == kF32) {
+    w4a16_dequantize_kernel<float>
+        <<<blocks, threads, 0, stream>>>(wq, scales, zeros, static_cast<float*>(w), N, K, group_size);
   } else {
     return cudaErrorInvalidValue;
   }
