@@ -14,8 +14,8 @@ namespace ptq::cuda {
 inline constexpr size_t kCublasLtWorkspaceBytes = 32u << 20;
 
 // N and K must be multiples of 4 (cuBLASLt's int8 leading-dimension rule; the glue pads).
-// Throws ptq::Error when cuBLASLt fails or has no algorithm. The algorithm is chosen by cuBLASLt's
-// heuristic once per (M, N, K) and cached.
+// Throws ptq::Error when cuBLASLt fails or has no algorithm. The algorithm is chosen once per (M, N, K)
+// among cuBLASLt's heuristic candidates by timing them on the first call, and cached.
 void int8_gemm_s32(const int8_t* a, const int8_t* b, int32_t* c, int M, int N, int K, void* workspace,
                    size_t workspace_bytes, cudaStream_t stream);
 

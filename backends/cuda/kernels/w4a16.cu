@@ -25,7 +25,6 @@ namespace ptq::cuda {
 namespace {
 
 constexpr int kWarps = 8;
-constexpr int kUnroll = 4;
 
 template <typename T>
 struct Int4Magic;
@@ -92,7 +91,9 @@ __device__ __forceinline__ float from_float<float>(float v) { return v; }
 // Group of in-feature k: group_size 0 means one group per row.
 __device__ __forceinline__ int group_of(int k, int group_size) { return group_size > 0 ? k / group_size : 0; }
 
-template <typename T, int NT, int RT>
+// GPQ: groups per 64-column quad (1 when the group size is a multiple of 64 or per-channel, 2 for
+// multiples of 32, 4 for multiples of 16), so scales are loaded once per group, not per k-tile.
+template <typename T, int NT, int RT, int U, int GPQ>
 __global__ void __launch_bounds__(kWarps * 32)
     w4a16_decode_kernel(const T* __restrict__ x, const uint4* __restrict__ wq, const float* __restrict__ scales,
                         const int8_t* __restrict__ zeros, const float* __restrict__ bias, T* __restrict__ y, int M,
@@ -102,6 +103,7 @@ __global__ void __launch_bounds__(kWarps * 32)
   const int n_quads = (K + 63) / 64;
   const int n_row_tiles = (N + 15) / 16;
   const int n_pad = n_row_tiles * 16;
+  const int n_groups = group_size > 0 ? (K + group_size - 1) / group_size : 1;
   const int rt0 = blockIdx.x * RT;
 
   float acc[RT][NT][4];
@@ -112,45 +114,60 @@ __global__ void __launch_bounds__(kWarps * 32)
 #pragma unroll
       for (int e = 0; e < 4; ++e) acc[i][j][e] = 0.f;
 
-  for (int q0 = warp; q0 < n_quads; q0 += kWarps * kUnroll) {
-    uint4 w[kUnroll][RT];
+  for (int q0 = warp; q0 < n_quads; q0 += kWarps * U) {
+    // Load phase: every load of the U quads is issued before any arithmetic and nothing in it branches on
+    // data, so DRAM (weights) and L2 (activations, scales) latencies overlap instead of adding up. Out of
+    // range quads read clamped addresses and are neutralised by zero activations.
+    uint4 w[U][RT];
+    uint32_t b[U][4][NT][2];
+    float s[U][RT][GPQ][2];
+    uint32_t z[U][RT][GPQ][2];
 #pragma unroll
-    for (int u = 0; u < kUnroll; ++u) {
+    for (int u = 0; u < U; ++u) {
       const int q = q0 + u * kWarps;
+      const bool q_ok = q < n_quads;
+      const int qc = q_ok ? q : n_quads - 1;
 #pragma unroll
       for (int t = 0; t < RT; ++t) {
-        const bool ok = q < n_quads && rt0 + t < n_row_tiles;
+        const int rt = min(rt0 + t, n_row_tiles - 1);
         // Streaming load: each weight byte is used once; keep L1/L2 for the activations.
-        w[u][t] = ok ? __ldcs(wq + (static_cast<size_t>(rt0 + t) * n_quads + q) * 32 + lane) : make_uint4(0, 0, 0, 0);
-      }
-    }
+        w[u][t] = q_ok && rt0 + t < n_row_tiles ? __ldcs(wq + (static_cast<size_t>(rt) * n_quads + qc) * 32 + lane)
+                                                : make_uint4(0, 0, 0, 0);
 #pragma unroll
-    for (int u = 0; u < kUnroll; ++u) {
-      const int q = q0 + u * kWarps;
-      if (q >= n_quads) break;
+        for (int gq = 0; gq < GPQ; ++gq) {
+          const int g = min(group_of(qc * 64 + gq * (64 / GPQ), group_size), n_groups - 1);
+          const size_t gi = static_cast<size_t>(g) * n_pad + rt * 16 + r;
+          s[u][t][gq][0] = __ldg(scales + gi);
+          s[u][t][gq][1] = __ldg(scales + gi + 8);
+          z[u][t][gq][0] = zero_pair<T>(__ldg(zeros + gi));
+          z[u][t][gq][1] = zero_pair<T>(__ldg(zeros + gi + 8));
+        }
+      }
+      // B fragments: tokens nt * 8 + r, in-features k0 + 2 cq (+1) and +8; rows past M and columns past K
+      // read as zero (K % 8 == 0, so a pair is either wholly inside or wholly outside).
 #pragma unroll
       for (int j = 0; j < 4; ++j) {
-        const int k0 = q * 64 + j * 16;
-        if (k0 >= K) break;
-        // B fragments: tokens nt * 8 + r, in-features k0 + 2 cq (+1) and +8; rows past M and columns past K
-        // read as zero (K % 8 == 0, so a pair is either wholly inside or wholly outside).
-        uint32_t b[NT][2];
+        const int k0 = qc * 64 + j * 16;
 #pragma unroll
         for (int nt = 0; nt < NT; ++nt) {
           const int tok = nt * 8 + r;
-          const T* xr = x + static_cast<size_t>(tok) * K + k0 + 2 * cq;
-          const bool row_ok = tok < M;
-          b[nt][0] = row_ok && k0 + 2 * cq < K ? __ldg(reinterpret_cast<const uint32_t*>(xr)) : 0u;
-          b[nt][1] = row_ok && k0 + 8 + 2 * cq < K ? __ldg(reinterpret_cast<const uint32_t*>(xr + 8)) : 0u;
+          const bool row_ok = q_ok && tok < M;
+          const T* xr = x + static_cast<size_t>(row_ok ? tok : 0) * K + k0 + 2 * cq;
+          b[u][j][nt][0] = row_ok && k0 + 2 * cq < K ? __ldg(reinterpret_cast<const uint32_t*>(xr)) : 0u;
+          b[u][j][nt][1] = row_ok && k0 + 8 + 2 * cq < K ? __ldg(reinterpret_cast<const uint32_t*>(xr + 8)) : 0u;
         }
-        const int g = group_of(k0, group_size);
+      }
+    }
+    // Compute phase: unpack (exact q - z in 16 bits), tensor-core product, float32 scale.
+#pragma unroll
+    for (int u = 0; u < U; ++u) {
+#pragma unroll
+      for (int j = 0; j < 4; ++j) {
+        const int gq = j * GPQ / 4;
 #pragma unroll
         for (int t = 0; t < RT; ++t) {
           const uint32_t word = j == 0 ? w[u][t].x : j == 1 ? w[u][t].y : j == 2 ? w[u][t].z : w[u][t].w;
-          const int n_lo = (rt0 + t) * 16 + r;
-          const size_t gi = static_cast<size_t>(g) * n_pad + n_lo;
-          const float s_lo = __ldg(scales + gi), s_hi = __ldg(scales + gi + 8);
-          const uint32_t z_lo = zero_pair<T>(__ldg(zeros + gi)), z_hi = zero_pair<T>(__ldg(zeros + gi + 8));
+          const uint32_t z_lo = z[u][t][gq][0], z_hi = z[u][t][gq][1];
           uint32_t a[4];
           a[0] = sub_pair<T>((word & 0x000F000Fu) | Int4Magic<T>::kOr, z_lo);
           a[1] = sub_pair<T>(((word >> 4) & 0x000F000Fu) | Int4Magic<T>::kOr, z_hi);
@@ -159,11 +176,11 @@ __global__ void __launch_bounds__(kWarps * 32)
 #pragma unroll
           for (int nt = 0; nt < NT; ++nt) {
             float d[4];
-            mma16816<T>(d, a, b[nt]);
-            acc[t][nt][0] += d[0] * s_lo;
-            acc[t][nt][1] += d[1] * s_lo;
-            acc[t][nt][2] += d[2] * s_hi;
-            acc[t][nt][3] += d[3] * s_hi;
+            mma16816<T>(d, a, b[u][j][nt]);
+            acc[t][nt][0] += d[0] * s[u][t][gq][0];
+            acc[t][nt][1] += d[1] * s[u][t][gq][0];
+            acc[t][nt][2] += d[2] * s[u][t][gq][1];
+            acc[t][nt][3] += d[3] * s[u][t][gq][1];
           }
         }
       }
@@ -196,52 +213,73 @@ __global__ void __launch_bounds__(kWarps * 32)
   }
 }
 
-template <typename T, int NT, int RT>
+template <typename T, int NT, int RT, int U, int GPQ>
 cudaError_t launch_decode(const void* x, const uint32_t* wq, const float* scales, const int8_t* zeros,
                           const float* bias, void* y, int M, int N, int K, int group_size, cudaStream_t stream) {
   const int n_row_tiles = (N + 15) / 16;
   const dim3 grid((n_row_tiles + RT - 1) / RT);
-  w4a16_decode_kernel<T, NT, RT><<<grid, kWarps * 32, 0, stream>>>(
+  w4a16_decode_kernel<T, NT, RT, U, GPQ><<<grid, kWarps * 32, 0, stream>>>(
       static_cast<const T*>(x), reinterpret_cast<const uint4*>(wq), scales, zeros, bias, static_cast<T*>(y), M, N, K,
       group_size);
   return cudaGetLastError();
 }
 
+template <typename T, int GPQ>
+cudaError_t dispatch_rows(const void* x, const uint32_t* wq, const float* scales, const int8_t* zeros,
+                          const float* bias, void* y, int M, int N, int K, int group_size, cudaStream_t stream) {
+  if (M <= 8) return launch_decode<T, 1, 1, 4, GPQ>(x, wq, scales, zeros, bias, y, M, N, K, group_size, stream);
+  return launch_decode<T, 2, 2, 2, GPQ>(x, wq, scales, zeros, bias, y, M, N, K, group_size, stream);
+}
+
 template <typename T>
 cudaError_t dispatch_decode(const void* x, const uint32_t* wq, const float* scales, const int8_t* zeros,
                             const float* bias, void* y, int M, int N, int K, int group_size, cudaStream_t stream) {
-  if (M <= 8) return launch_decode<T, 1, 1>(x, wq, scales, zeros, bias, y, M, N, K, group_size, stream);
-  return launch_decode<T, 2, 2>(x, wq, scales, zeros, bias, y, M, N, K, group_size, stream);
+  if (group_size == 0 || group_size % 64 == 0) {
+    return dispatch_rows<T, 1>(x, wq, scales, zeros, bias, y, M, N, K, group_size, stream);
+  }
+  if (group_size % 32 == 0) return dispatch_rows<T, 2>(x, wq, scales, zeros, bias, y, M, N, K, group_size, stream);
+  return dispatch_rows<T, 4>(x, wq, scales, zeros, bias, y, M, N, K, group_size, stream);
 }
 
-// One thread per repacked word: writes its 8 weights (two rows x two column pairs x two halves of the tile).
+// One warp per (row tile, quad): the 32 lanes' 128 words are 16 rows x 64 columns; they are dequantized
+// into shared memory and written out as 16 contiguous row segments (coalesced), not as scattered pairs.
 template <typename T>
-__global__ void w4a16_dequantize_kernel(const uint32_t* __restrict__ wq, const float* __restrict__ scales,
-                                        const int8_t* __restrict__ zeros, T* __restrict__ w, int N, int K,
-                                        int group_size) {
+__global__ void __launch_bounds__(kWarps * 32)
+    w4a16_dequantize_kernel(const uint32_t* __restrict__ wq, const float* __restrict__ scales,
+                            const int8_t* __restrict__ zeros, T* __restrict__ w, int N, int K, int group_size) {
+  __shared__ float tile[kWarps][16][65];  // +1 column: no bank conflicts on the transposed writes
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int r = lane / 4, cq = lane % 4;
   const int n_quads = (K + 63) / 64;
-  const int n_pad = (N + 15) / 16 * 16;
-  const size_t total = static_cast<size_t>(n_pad / 16) * n_quads * 32 * 4;
-  for (size_t i = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x; i < total;
-       i += static_cast<size_t>(gridDim.x) * blockDim.x) {
-    const int j = i % 4, lane = (i / 4) % 32;
-    const size_t tile = i / 128;
-    const int q = tile % n_quads, rt = tile / n_quads;
-    const uint32_t word = wq[i];
-    const int r = lane / 4, cq = lane % 4;
-    // nibble index = p * 4 + c8 * 2 + h: p the column within the pair, c8 the +8 column half, h the +8 row.
+  const int n_row_tiles = (N + 15) / 16;
+  const int n_pad = n_row_tiles * 16;
+  const int n_groups = group_size > 0 ? (K + group_size - 1) / group_size : 1;
+  const size_t n_tiles = static_cast<size_t>(n_row_tiles) * n_quads;
+  for (size_t tix = static_cast<size_t>(blockIdx.x) * kWarps + warp; tix < n_tiles;
+       tix += static_cast<size_t>(gridDim.x) * kWarps) {
+    const int q = tix % n_quads, rt = tix / n_quads;
+    const uint4 words = reinterpret_cast<const uint4*>(wq)[tix * 32 + lane];
 #pragma unroll
-    for (int nib = 0; nib < 8; ++nib) {
-      const int h = nib & 1, c8 = (nib >> 1) & 1, p = nib >> 2;
-      const int n = rt * 16 + r + 8 * h;
-      const int k = q * 64 + j * 16 + 8 * c8 + 2 * cq + p;
-      if (n >= N || k >= K) continue;
-      const int g = group_of(k, group_size);
-      const int code = static_cast<int>((word >> (4 * nib)) & 0xF) - 8;
-      const size_t gi = static_cast<size_t>(g) * n_pad + n;
-      const float v = static_cast<float>(code - zeros[gi]) * scales[gi];
-      w[static_cast<size_t>(n) * K + k] = from_float<T>(v);
+    for (int j = 0; j < 4; ++j) {
+      const uint32_t word = j == 0 ? words.x : j == 1 ? words.y : j == 2 ? words.z : words.w;
+#pragma unroll
+      for (int nib = 0; nib < 8; ++nib) {
+        // nibble index = p * 4 + c8 * 2 + h: p the column within the pair, c8 the +8 column half, h the +8 row.
+        const int h = nib & 1, c8 = (nib >> 1) & 1, p = nib >> 2;
+        const int row = r + 8 * h, col = j * 16 + 8 * c8 + 2 * cq + p;
+        const int g = min(group_of(q * 64 + col, group_size), n_groups - 1);
+        const size_t gi = static_cast<size_t>(g) * n_pad + rt * 16 + row;
+        const int code = static_cast<int>((word >> (4 * nib)) & 0xF) - 8;
+        tile[warp][row][col] = static_cast<float>(code - zeros[gi]) * scales[gi];
+      }
     }
+    __syncwarp();
+    for (int i = lane; i < 16 * 64; i += 32) {
+      const int row = i / 64, col = i % 64;
+      const int n = rt * 16 + row, k = q * 64 + col;
+      if (n < N && k < K) w[static_cast<size_t>(n) * K + k] = from_float<T>(tile[warp][row][col]);
+    }
+    __syncwarp();
   }
 }
 
@@ -260,9 +298,9 @@ cudaError_t launch_w4a16_decode(const void* x, int dtype, const uint32_t* wq, co
 
 cudaError_t launch_w4a16_dequantize(const uint32_t* wq, const float* scales, const int8_t* zeros, void* w, int dtype,
                                     int N, int K, int group_size, cudaStream_t stream) {
-  const int threads = 256;
-  const size_t words = static_cast<size_t>((N + 15) / 16) * ((K + 63) / 64) * 128;
-  const int blocks = static_cast<int>(std::min<size_t>((words + threads - 1) / threads, 65535));
+  const int threads = kWarps * 32;
+  const size_t tiles = static_cast<size_t>((N + 15) / 16) * ((K + 63) / 64);
+  const int blocks = static_cast<int>(std::min<size_t>((tiles + kWarps - 1) / kWarps, 132 * 8));
   if (dtype == kF16) {
     w4a16_dequantize_kernel<__half>
         <<<blocks, threads, 0, stream>>>(wq, scales, zeros, static_cast<__half*>(w), N, K, group_size);
