@@ -48,7 +48,8 @@ cudaError_t launch_quantize_per_tensor_int8(const void* x, int dtype, int64_t n,
 
 // The W8A8 epilogue: y[m, n] = float(acc[m, n] - zx[m] * wsum[n]) * sx[m] * sw[n] + bias[n], in float32 in
 // this order without fused multiply-adds (the reference's rounding), then one rounding to dtype.
-// sx / zx are per row (stride 1) or one value (x_stride 0); zx and bias may be nullptr.
+// sx / zx are per row (stride 1) or one value (x_stride 0); zx and bias may be nullptr. N % 4 == 0, and
+// acc, sw, wsum, bias 16-byte aligned (vector loads).
 cudaError_t launch_int8_epilogue(const int32_t* acc, const float* sx, const int32_t* zx, int x_stride,
                                  const float* sw, const int32_t* wsum, const float* bias, void* y, int dtype, int M,
                                  int N, cudaStream_t stream);
