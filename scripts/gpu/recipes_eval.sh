@@ -3,6 +3,7 @@
 # ptq-small-32m with each recipe (calibrating on the corpus prefix carried in .deps/shared), evaluates the
 # checkpoint on the held-out text at window 512, and writes a Markdown table to $OUT/recipes.md.
 #   scripts/gpu/recipes_eval.sh [--device cuda] CONFIG...
+# QUANTIZE_ARGS (environment) are added to every `ptq quantize`, e.g. QUANTIZE_ARGS="--inject-outliers 8:50".
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 OUT=${OUT:-out/gpu}; mkdir -p "$OUT"
@@ -24,7 +25,7 @@ for config in "$@"; do
   name=$(basename "${config%.*}")
   out=/tmp/ptq_recipe_$name
   start=$(date +%s.%N)
-  if ! "$PTQ" --quiet quantize --model "$MODEL" --config "$config" --calib "$CALIB" --out "$out" --device "$DEVICE" \
+  if ! "$PTQ" --quiet quantize --model "$MODEL" --config "$config" --calib "$CALIB" --out "$out" --device "$DEVICE" ${QUANTIZE_ARGS:-} \
        --json > /tmp/quantize_$name.json 2> /tmp/quantize_$name.err; then
     { echo "== $name"; cat /tmp/quantize_$name.err; } >> "$OUT/recipes.err"
     echo "| $name | failed: $(tail -1 /tmp/quantize_$name.err) | | | |" >> "$OUT/recipes.md"; continue

@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <iostream>
 
+#include "algorithms/group_scaling.h"
 #include "algorithms/ptq.h"
 #include "framework/checkpoint.h"
 #include "framework/error.h"
@@ -28,9 +29,30 @@ struct QuantizeOptions {
   std::string eval_data;
   int64_t window = 512;
   int64_t max_windows = 0;
+  std::string inject_outliers;  // "CHANNELS:FACTOR", empty: off
   bool layers = false;
   bool json = false;
 };
+
+// "8:50" -> 8 channels, factor 50 (the report tool of algorithms/group_scaling.h).
+OutlierInjection parse_outlier_injection(const std::string& text) {
+  OutlierInjection injection;
+  const size_t colon = text.find(':');
+  try {
+    PTQ_CHECK(colon != std::string::npos, "");
+    size_t used = 0;
+    injection.channels = std::stoll(text.substr(0, colon), &used);
+    PTQ_CHECK(used == colon, "");
+    const std::string factor = text.substr(colon + 1);
+    injection.factor = std::stod(factor, &used);
+    PTQ_CHECK(used == factor.size(), "");
+  } catch (const std::exception&) {
+    fail("--inject-outliers \"{}\": expected CHANNELS:FACTOR, e.g. 8:50", text);
+  }
+  PTQ_CHECK(injection.channels > 0 && injection.factor > 0,
+            "--inject-outliers \"{}\": channels and factor must be positive", text);
+  return injection;
+}
 
 double seconds_since(std::chrono::steady_clock::time_point start) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
@@ -58,6 +80,12 @@ void run_quantize(const QuantizeOptions& o, const GlobalOptions& globals) {
   }
   LoadedModel loaded = load_model(o.model);
   CausalLM& net = *loaded.network;
+  if (!o.inject_outliers.empty()) {
+    const OutlierInjection injection = parse_outlier_injection(o.inject_outliers);
+    const int64_t groups = inject_outliers(net, *loaded.helper, injection);
+    log_info("injected outliers: {} channels x {} in {} norm -> linear groups (the float function is unchanged)",
+             injection.channels, injection.factor, groups);
+  }
 
   std::optional<PerplexityResult> float_ppl, quantized_ppl;
   std::vector<int64_t> eval_ids;
@@ -93,6 +121,7 @@ void run_quantize(const QuantizeOptions& o, const GlobalOptions& globals) {
                           {"recipe", config.summary()},
                           {"out", o.out},
                           {"composition", algo.composition()},
+                          {"inject_outliers", o.inject_outliers},
                           {"seconds", {{"apply", apply_seconds}, {"convert", convert_seconds}, {"save", save_seconds}}},
                           {"file_bytes", {{"float", float_file}, {"quantized", quantized_file}}},
                           {"report", report.to_json()}};
@@ -143,6 +172,10 @@ void add_quantize_command(CLI::App& app, const GlobalOptions& globals) {
   cmd->add_option("-w,--window", options->window, "Perplexity window in tokens (with --eval-data)")
       ->check(CLI::PositiveNumber);
   cmd->add_option("--max-windows", options->max_windows, "Score only the first N windows (0: all)");
+  cmd->add_option("--inject-outliers", options->inject_outliers,
+                  "CHANNELS:FACTOR: before quantizing, give CHANNELS random input channels of every norm -> linear "
+                  "group FACTOR x larger activations, function-preserving (a test of outlier handling; "
+                  "docs/ACCURACY.md)");
   cmd->add_flag("--layers", options->layers, "Print one row per linear layer");
   cmd->add_flag("--json", options->json, "Print one JSON object (report, sizes, perplexities)");
   cmd->callback([options, &globals] { run_quantize(*options, globals); });
