@@ -115,19 +115,6 @@ __global__ void __launch_bounds__(kWarps * 32)
       for (int e = 0; e < 4; ++e) acc[i][j][e] = 0.f;
 
   for (int q0 = warp; q0 < n_quads; q0 += kWarps * U) {
-    // Ask L2 for the next step's weights now (a prefetch holds no register), so the loads below find them
-    // closer next time: more bytes in flight per SM than the registers alone allow.
-#pragma unroll
-    for (int u = 0; u < U; ++u) {
-      const int qn = q0 + kWarps * U + u * kWarps;
-#pragma unroll
-      for (int t = 0; t < RT; ++t) {
-        if (lane % 8 == 0 && qn < n_quads && rt0 + t < n_row_tiles) {  // one lane per 128-byte line
-          const uint4* p = wq + (static_cast<size_t>(rt0 + t) * n_quads + qn) * 32 + lane;
-          asm volatile("prefetch.global.L2 [%0];\n" ::"l"(p));
-        }
-      }
-    }
     // Load phase: every load of the U quads is issued before any arithmetic and nothing in it branches on
     // data, so DRAM (weights) and L2 (activations, scales) latencies overlap instead of adding up. Out of
     // range quads read clamped addresses and are neutralised by zero activations.
