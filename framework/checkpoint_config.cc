@@ -4,11 +4,13 @@
 
 #include <algorithm>
 #include <fstream>
+#include <iterator>
 #include <map>
 #include <set>
 
 #include "framework/checkpoint.h"
 #include "framework/error.h"
+#include "framework/json_limits.h"
 #include "framework/kv_checkpoint.h"
 
 namespace ptq {
@@ -239,13 +241,10 @@ void check_same_structure(const PTQConfig& checkpoint, const PTQConfig& network,
 }
 
 json read_json_file(const fs::path& path) {
-  std::ifstream in(path);
+  std::ifstream in(path, std::ios::binary);
   PTQ_CHECK(in.good(), "{}: cannot open", path.string());
-  try {
-    return json::parse(in);
-  } catch (const json::parse_error& e) {
-    fail("{}: not valid JSON: {}", path.string(), e.what());
-  }
+  const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  return parse_json_bounded(text, path.string());
 }
 
 }  // namespace ptq

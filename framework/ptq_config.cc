@@ -6,6 +6,8 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>  // fmt::join
 
+#include <cctype>
+
 #include "framework/error.h"
 #include "framework/ptq_config_fields.h"
 
@@ -147,6 +149,38 @@ LayerScheme apply_policy(LayerScheme base, const LayerPolicy& policy, int index)
 
 std::regex compile_policy_pattern(const LayerPolicy& policy, size_t index,
                                   const std::string& source) {
+  // std::regex compiles by recursive descent and expands counted repetitions into copies of the
+  // automaton, so a hostile pattern ("((((..." or "a{99999999}") could exhaust the stack or memory.
+  // Layer patterns are short; these bounds are far above any real one.
+  constexpr size_t kMaxPatternChars = 1024;
+  constexpr unsigned long kMaxRepeat = 10000;
+  PTQ_CHECK(policy.pattern.size() <= kMaxPatternChars,
+            "key \"layer_policies[{}].pattern\" in {}: {} characters, more than the {} allowed",
+            index, source, policy.pattern.size(), kMaxPatternChars);
+  const std::string& p = policy.pattern;
+  // Nested counts multiply ("(a{100}){100}"): bound their product, which over-counts sequential
+  // ones.
+  unsigned long product = 1;
+  const auto digit = [&](size_t i) {
+    return i < p.size() && std::isdigit(static_cast<unsigned char>(p[i]));
+  };
+  for (size_t i = 0; i < p.size(); ++i) {
+    if (p[i] != '{') continue;
+    for (size_t j = i + 1; digit(j) || (j < p.size() && p[j] == ',');) {  // "{n}", "{n,}", "{n,m}"
+      if (!digit(j)) {
+        ++j;
+        continue;
+      }
+      size_t k = j;
+      while (digit(k)) ++k;
+      const unsigned long count = k - j <= 4 ? std::stoul(p.substr(j, k - j)) : kMaxRepeat + 1;
+      product *= std::max(count, 1UL);
+      PTQ_CHECK(product <= kMaxRepeat,
+                "key \"layer_policies[{}].pattern\" in {}: \"{}\" repeats more than {} times",
+                index, source, p, kMaxRepeat);
+      j = k;
+    }
+  }
   try {
     return std::regex(policy.pattern, std::regex::ECMAScript);
   } catch (const std::regex_error& e) {

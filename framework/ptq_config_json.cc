@@ -12,6 +12,7 @@
 #include <system_error>
 
 #include "framework/error.h"
+#include "framework/json_limits.h"
 #include "framework/ptq_config.h"
 #include "framework/ptq_config_fields.h"
 
@@ -230,15 +231,9 @@ json PTQConfig::to_json() const { return JsonWriter::object_of(*this); }
 
 PTQConfig PTQConfig::from_string(const std::string& text, const std::string& format,
                                  const std::string& source) {
-  if (format == "json") {
-    json parsed;
-    try {
-      parsed = json::parse(text);
-    } catch (const json::parse_error& e) {
-      fail("cannot parse {} as JSON: {}", source, e.what());
-    }
-    return from_json(parsed, source);
-  }
+  if (format == "json")
+    return from_json(parse_json_bounded(text, fmt::format("cannot parse {} as JSON", source)),
+                     source);
   if (format == "ini" || format == "xml" || format == "info")
     return from_json(property_tree_to_json(text, format, source), source);
   fail("{}: unknown config format \"{}\"; allowed formats: \"json\", \"ini\", \"xml\", \"info\"",

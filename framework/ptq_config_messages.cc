@@ -47,7 +47,9 @@ std::string quoted_list(const std::vector<std::string>& words) {
 
 std::string short_dump(const nlohmann::json& value) {
   constexpr size_t kMaxChars = 80;
-  std::string text = value.dump();
+  // replace: a string from an INI/XML/INFO file may hold invalid UTF-8, which dump() would throw
+  // on.
+  std::string text = value.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
   if (text.size() > kMaxChars) text = text.substr(0, kMaxChars - 3) + "...";
   return text;
 }

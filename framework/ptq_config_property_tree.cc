@@ -10,9 +10,11 @@
 #include <cctype>
 #include <charconv>
 #include <cstdlib>
+#include <cstring>
 #include <sstream>
 
 #include "framework/error.h"
+#include "framework/json_limits.h"
 #include "framework/ptq_config.h"
 #include "framework/ptq_config_fields.h"
 
@@ -25,6 +27,113 @@ namespace {
 
 // The element name of list entries in XML and INFO: <opname_blacklist><item>lm_head</item>...
 constexpr const char* kListItem = "item";
+
+// Deepest nesting accepted in INI section names, XML elements and INFO braces. Real configs nest 4
+// levels; the tree converters, Boost's XML reader (rapidxml) and ptree's destructor all recurse
+// once per level, so a hostile "<a><a><a>..." or "{{{{..." must be refused before it reaches them.
+constexpr int kMaxTreeDepth = 64;
+
+[[noreturn]] void fail_too_deep(const std::string& source, const std::string& format) {
+  fail("{}: {} nesting deeper than {} levels (corrupt or hostile input; configs nest 4 levels)",
+       source, format, kMaxTreeDepth);
+}
+
+// The deepest element nesting of an XML text, as rapidxml would build it, or more (never less):
+// comments, CDATA, processing instructions and declarations are skipped, quoted attribute values
+// are honoured, a self-closing element does not nest, and unmatched closing tags never lower the
+// count below 0. Runs before the parser, which recurses per level.
+int xml_depth_bound(const std::string& text) {
+  int depth = 0, deepest = 0;
+  const auto skip_past = [&](size_t from, const char* end) {
+    const size_t found = text.find(end, from);
+    return found == std::string::npos ? text.size() : found + std::strlen(end);
+  };
+  for (size_t i = 0; i < text.size();) {
+    if (text[i] != '<') {
+      ++i;
+      continue;
+    }
+    if (text.compare(i, 4, "<!--") == 0) {
+      i = skip_past(i + 4, "-->");
+    } else if (text.compare(i, 9, "<![CDATA[") == 0) {
+      i = skip_past(i + 9, "]]>");
+    } else if (text.compare(i, 2, "<?") == 0) {
+      i = skip_past(i + 2, "?>");
+    } else if (text.compare(i, 2, "<!") == 0) {
+      // A declaration; a DOCTYPE's internal subset [..] may hold '>' (rapidxml skips it by
+      // bracket depth, and so do we).
+      size_t j = i + 2;
+      int brackets = 0;
+      for (; j < text.size() && (brackets > 0 || text[j] != '>'); ++j) {
+        if (text[j] == '[') ++brackets;
+        if (text[j] == ']' && brackets > 0) --brackets;
+      }
+      i = j + 1;
+    } else if (text.compare(i, 2, "</") == 0) {
+      depth = std::max(0, depth - 1);
+      i = skip_past(i + 2, ">");
+    } else {
+      // An element: find its '>' outside quoted attribute values.
+      size_t j = i + 1;
+      char quote_char = 0;
+      for (; j < text.size(); ++j) {
+        const char c = text[j];
+        if (quote_char) {
+          if (c == quote_char) quote_char = 0;
+        } else if (c == '"' || c == '\'') {
+          quote_char = c;
+        } else if (c == '>') {
+          break;
+        }
+      }
+      const bool self_closing = j < text.size() && j > i + 1 && text[j - 1] == '/';
+      if (!self_closing) deepest = std::max(deepest, ++depth);
+      i = j + 1;
+    }
+  }
+  return deepest;
+}
+
+// The deepest brace nesting of an INFO text, tokenized as Boost's reader does (line by line; a NUL
+// ends a line; tokens are '{', '}', "quoted strings" with backslash escapes, and words, which end
+// at whitespace or ';' and may contain braces; ';' starts a comment). Boost keeps its own stack
+// while parsing, but a too-deep tree would still overflow ptree's recursive destructor, even when
+// the parse fails half-way.
+int info_depth_bound(const std::string& text) {
+  const auto is_space = [](char c) {
+    const auto u = static_cast<unsigned char>(c);
+    return u < 128 && std::isspace(u);
+  };
+  int depth = 0, deepest = 0;
+  size_t i = 0;
+  const auto end_of_line = [&] {
+    while (i < text.size() && text[i] != '\n') ++i;
+  };
+  while (i < text.size()) {
+    const char c = text[i];
+    if (c == '\n' || is_space(c)) {
+      ++i;
+    } else if (c == ';' || c == '\0') {
+      end_of_line();
+    } else if (c == '{') {
+      deepest = std::max(deepest, ++depth);
+      ++i;
+    } else if (c == '}') {
+      depth = std::max(0, depth - 1);
+      ++i;
+    } else if (c == '"') {
+      bool escaped = false;
+      for (++i; i < text.size() && text[i] != '\n' && text[i] != '\0'; ++i) {
+        if (!escaped && text[i] == '"') break;
+        escaped = !escaped && text[i] == '\\';
+      }
+      if (i < text.size() && text[i] == '"') ++i;
+    } else {
+      while (i < text.size() && !is_space(text[i]) && text[i] != ';' && text[i] != '\0') ++i;
+    }
+  }
+  return deepest;
+}
 
 std::string trim(const std::string& text) {
   const auto first = text.find_first_not_of(" \t\r\n");
@@ -275,9 +384,12 @@ void reject_xml_attributes(const pt::ptree& node, const std::string& path,
 
 // INI has one level of sections; dotted names nest: [algo_args.awq] is algo_args -> awq, and
 // [layer_policies.0] is the first entry of layer_policies.
-pt::ptree nest_dotted_ini_names(const pt::ptree& flat) {
+pt::ptree nest_dotted_ini_names(const pt::ptree& flat, const std::string& source) {
   pt::ptree nested;
-  for (const auto& [name, child] : flat) nested.add_child(pt::ptree::path_type(name, '.'), child);
+  for (const auto& [name, child] : flat) {
+    if (std::count(name.begin(), name.end(), '.') >= kMaxTreeDepth) fail_too_deep(source, "ini");
+    nested.add_child(pt::ptree::path_type(name, '.'), child);
+  }
   return nested;
 }
 
@@ -285,14 +397,19 @@ pt::ptree nest_dotted_ini_names(const pt::ptree& flat) {
 
 json property_tree_to_json(const std::string& text, const std::string& format,
                            const std::string& source) {
+  // Keys and values become JSON strings, and JSON holds UTF-8 only.
+  const size_t invalid = first_invalid_utf8(text);
+  PTQ_CHECK(invalid == std::string::npos, "{}: not valid UTF-8 at byte {} (configs are UTF-8 text)",
+            source, invalid);
   pt::ptree tree;
   std::istringstream in(text);
   try {
     if (format == "ini") {
       pt::ptree flat;
       pt::read_ini(in, flat);
-      tree = nest_dotted_ini_names(flat);
+      tree = nest_dotted_ini_names(flat, source);
     } else if (format == "xml") {
+      if (xml_depth_bound(text) > kMaxTreeDepth) fail_too_deep(source, "xml");
       pt::ptree document;
       pt::read_xml(in, document, pt::xml_parser::trim_whitespace | pt::xml_parser::no_comments);
       PTQ_CHECK(document.size() == 1 && document.begin()->first == "ptq",
@@ -301,6 +418,15 @@ json property_tree_to_json(const std::string& text, const std::string& format,
       tree = document.begin()->second;
       reject_xml_attributes(document, "", source);
     } else if (format == "info") {
+      // A "#" line is a directive; "#include" makes Boost read another file named by the text. A
+      // config names its content explicitly (and an include of /dev/zero would never end).
+      std::istringstream lines(text);
+      for (std::string line; std::getline(lines, line);)
+        PTQ_CHECK(trim(line).rfind('#', 0) != 0,
+                  "{}: directives (\"#include\") are not supported in INFO configs; write the keys "
+                  "in the file",
+                  source);
+      if (info_depth_bound(text) > kMaxTreeDepth) fail_too_deep(source, "info");
       pt::read_info(in, tree);
     } else {
       fail("{}: unknown property-tree format \"{}\"; allowed: \"ini\", \"xml\", \"info\"", source,

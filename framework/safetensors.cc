@@ -16,6 +16,7 @@
 #include <tuple>
 
 #include "framework/error.h"
+#include "framework/json_limits.h"
 
 // The format is little-endian and we reinterpret its bytes in place.
 static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__,
@@ -174,6 +175,11 @@ json parse_json_rejecting_duplicates(const char* begin, const char* end, const s
   std::vector<std::set<std::string>> open_objects;
   std::string top_level_key, duplicate, duplicate_owner;
   auto callback = [&](int depth, json::parse_event_t event, json& parsed) {
+    // Nesting is bounded before it can exhaust the stack of recursive consumers (json_limits.h).
+    if ((event == json::parse_event_t::object_start || event == json::parse_event_t::array_start) &&
+        depth >= kMaxJsonDepth)
+      fail("{}: JSON nested deeper than {} levels (corrupt or hostile input)", source,
+           kMaxJsonDepth);
     switch (event) {
       case json::parse_event_t::object_start:
         open_objects.emplace_back();

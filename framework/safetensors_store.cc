@@ -32,83 +32,93 @@ bool is_safe_relative(const fs::path& path) {
 }  // namespace
 
 TensorStore TensorStore::open(const fs::path& path) {
-  PTQ_CHECK(fs::exists(path),
-            "{}: no such file or folder, expected a model folder or a .safetensors file",
-            path.string());
-  TensorStore store;
-  store.path_ = path;
-  fs::path single = path;
-  fs::path index;
-  if (fs::is_directory(path)) {
-    if (fs::exists(path / kIndexName)) {
-      index = path / kIndexName;
-    } else {
-      single = path / kSingleName;
-      if (!fs::exists(single)) {
-        std::vector<std::string> found;
-        for (const auto& entry : fs::directory_iterator(path))
-          if (entry.path().extension() == ".safetensors")
-            found.push_back(entry.path().filename().string());
-        std::sort(found.begin(), found.end());
-        fail("{}: holds neither {} nor {}{}", path.string(), kIndexName, kSingleName,
-             found.empty() ? std::string(" (and no .safetensors file)")
-                           : fmt::format(" (it has {}, e.g. {}: open that file directly)",
-                                         found.size(), found[0]));
+  const auto open_unguarded = [&]() -> TensorStore {
+    PTQ_CHECK(fs::exists(path),
+              "{}: no such file or folder, expected a model folder or a .safetensors file",
+              path.string());
+    TensorStore store;
+    store.path_ = path;
+    fs::path single = path;
+    fs::path index;
+    if (fs::is_directory(path)) {
+      if (fs::exists(path / kIndexName)) {
+        index = path / kIndexName;
+      } else {
+        single = path / kSingleName;
+        if (!fs::exists(single)) {
+          std::vector<std::string> found;
+          for (const auto& entry : fs::directory_iterator(path))
+            if (entry.path().extension() == ".safetensors")
+              found.push_back(entry.path().filename().string());
+          std::sort(found.begin(), found.end());
+          fail("{}: holds neither {} nor {}{}", path.string(), kIndexName, kSingleName,
+               found.empty() ? std::string(" (and no .safetensors file)")
+                             : fmt::format(" (it has {}, e.g. {}: open that file directly)",
+                                           found.size(), found[0]));
+        }
       }
+    } else if (ends_with(path.filename().string(), ".index.json")) {
+      index = path;
     }
-  } else if (ends_with(path.filename().string(), ".index.json")) {
-    index = path;
-  }
 
-  if (index.empty()) {
-    auto file = std::make_shared<const SafetensorsFile>(single);
-    for (const auto& name : file->names()) store.file_of_[name] = file.get();
-    store.metadata_ = file->metadata();
-    store.files_.push_back(std::move(file));
+    if (index.empty()) {
+      auto file = std::make_shared<const SafetensorsFile>(single);
+      for (const auto& name : file->names()) store.file_of_[name] = file.get();
+      store.metadata_ = file->metadata();
+      store.files_.push_back(std::move(file));
+      return store;
+    }
+
+    // Sharded: the index's weight_map says which shard holds each tensor; it is the list of
+    // tensors.
+    store.is_sharded_ = true;
+    const std::string index_name = index.string();
+    std::ifstream in(index, std::ios::binary);
+    PTQ_CHECK(in.good(), "{}: cannot open the index for reading", index_name);
+    std::stringstream buffer;
+    buffer << in.rdbuf();
+    const std::string text = buffer.str();
+    nlohmann::json json = detail::parse_json_rejecting_duplicates(
+        text.data(), text.data() + text.size(), index_name, "key");
+    PTQ_CHECK(json.is_object() && json.contains("weight_map") && json["weight_map"].is_object(),
+              "{}: expected a JSON object with a \"weight_map\" object (tensor name -> shard file)",
+              index_name);
+    std::map<std::string, std::vector<std::string>> tensors_of_shard;
+    for (const auto& item : json["weight_map"].items()) {
+      PTQ_CHECK(item.value().is_string() && is_safe_relative(item.value().get<std::string>()),
+                "{}: weight_map[\"{}\"] is {}, expected a shard file name inside the folder",
+                index_name, item.key(), item.value().dump());
+      tensors_of_shard[item.value().get<std::string>()].push_back(item.key());
+    }
+
+    const fs::path folder = index.parent_path();
+    for (const auto& [shard_name, names] : tensors_of_shard) {  // shards in name order
+      const fs::path shard_path = folder / shard_name;
+      PTQ_CHECK(fs::exists(shard_path),
+                "{}: shard {} (listed for {} tensors, e.g. \"{}\") does not exist", index_name,
+                shard_path.string(), names.size(), names[0]);
+      auto file = std::make_shared<const SafetensorsFile>(shard_path);
+      for (const auto& name : names) {
+        PTQ_CHECK(file->has(name),
+                  "{}: tensor \"{}\" is listed for shard {}, but that shard does not contain it",
+                  index_name, name, shard_path.string());
+        store.file_of_[name] = file.get();
+      }
+      if (file->size() > names.size())
+        log_warning("{}: {} tensors in the shard are not listed in {} and are ignored",
+                    shard_path.string(), file->size() - names.size(), index_name);
+      for (const auto& item : file->metadata()) store.metadata_.insert(item);  // first shard wins
+      store.files_.push_back(std::move(file));
+    }
     return store;
+  };
+  // std::filesystem throws its own error for names the OS refuses (too long, bad encoding), which
+  // can come from an index file: turn it into ours, naming the file.
+  try {
+    return open_unguarded();
+  } catch (const fs::filesystem_error& e) {
+    fail("{}: cannot open the checkpoint: {}", path.string(), e.what());
   }
-
-  // Sharded: the index's weight_map says which shard holds each tensor; it is the list of tensors.
-  store.is_sharded_ = true;
-  const std::string index_name = index.string();
-  std::ifstream in(index, std::ios::binary);
-  PTQ_CHECK(in.good(), "{}: cannot open the index for reading", index_name);
-  std::stringstream buffer;
-  buffer << in.rdbuf();
-  const std::string text = buffer.str();
-  nlohmann::json json = detail::parse_json_rejecting_duplicates(
-      text.data(), text.data() + text.size(), index_name, "key");
-  PTQ_CHECK(json.is_object() && json.contains("weight_map") && json["weight_map"].is_object(),
-            "{}: expected a JSON object with a \"weight_map\" object (tensor name -> shard file)",
-            index_name);
-  std::map<std::string, std::vector<std::string>> tensors_of_shard;
-  for (const auto& item : json["weight_map"].items()) {
-    PTQ_CHECK(item.value().is_string() && is_safe_relative(item.value().get<std::string>()),
-              "{}: weight_map[\"{}\"] is {}, expected a shard file name inside the folder",
-              index_name, item.key(), item.value().dump());
-    tensors_of_shard[item.value().get<std::string>()].push_back(item.key());
-  }
-
-  const fs::path folder = index.parent_path();
-  for (const auto& [shard_name, names] : tensors_of_shard) {  // shards in name order
-    const fs::path shard_path = folder / shard_name;
-    PTQ_CHECK(fs::exists(shard_path),
-              "{}: shard {} (listed for {} tensors, e.g. \"{}\") does not exist", index_name,
-              shard_path.string(), names.size(), names[0]);
-    auto file = std::make_shared<const SafetensorsFile>(shard_path);
-    for (const auto& name : names) {
-      PTQ_CHECK(file->has(name),
-                "{}: tensor \"{}\" is listed for shard {}, but that shard does not contain it",
-                index_name, name, shard_path.string());
-      store.file_of_[name] = file.get();
-    }
-    if (file->size() > names.size())
-      log_warning("{}: {} tensors in the shard are not listed in {} and are ignored",
-                  shard_path.string(), file->size() - names.size(), index_name);
-    for (const auto& item : file->metadata()) store.metadata_.insert(item);  // first shard wins
-    store.files_.push_back(std::move(file));
-  }
-  return store;
 }
 
 std::vector<std::string> TensorStore::names() const {

@@ -16,6 +16,8 @@ namespace {
 // when it gets large.
 constexpr size_t kMaxCachedLength = 256;
 constexpr size_t kMaxCacheEntries = 1 << 20;
+// Unused ids allowed below the largest vocabulary id (see the constructor).
+constexpr int64_t kMaxVocabularyHoles = int64_t{1} << 20;
 }  // namespace
 
 BpeModel::BpeModel(std::unordered_map<std::string, int64_t> vocab,
@@ -28,6 +30,13 @@ BpeModel::BpeModel(std::unordered_map<std::string, int64_t> vocab,
               token, id);
     bound = std::max(bound, id + 1);
   }
+  // The id -> token table has `bound` entries: a vocabulary with a few tokens but an id of 2e9
+  // would allocate 64 GB. Real vocabularies are dense (ids 0..n-1); allow generous holes, not that.
+  const int64_t max_bound = static_cast<int64_t>(vocab_.size()) + kMaxVocabularyHoles;
+  PTQ_CHECK(bound <= max_bound,
+            "the vocabulary has {} tokens but ids up to {}; ids must be dense (at most {} unused "
+            "ids below the largest)",
+            vocab_.size(), bound - 1, kMaxVocabularyHoles);
   id_to_token_.resize(static_cast<size_t>(bound));
   has_id_.resize(static_cast<size_t>(bound));
   for (const auto& [token, id] : vocab_) {

@@ -88,6 +88,9 @@ std::vector<tok::AddedToken> read_added_tokens(const Json& root, const JsonPath&
     const JsonPath entry_where = where[i];
     tok::AddedToken token;
     token.id = tok::require_int(entry, "id", entry_where);
+    // Ids index tables and are added to (vocab_size = id + 1): keep them in the model's id range.
+    if (token.id < 0 || token.id >= (int64_t{1} << 31))
+      (entry_where / "id").fail_expected("an id in [0, 2^31)", entry.at("id"));
     token.content = tok::require_string(entry, "content", entry_where);
     token.special = tok::bool_or(entry, "special", false, entry_where);
     token.lstrip = tok::bool_or(entry, "lstrip", false, entry_where);

@@ -4,6 +4,7 @@
 #include <sstream>
 
 #include "framework/error.h"
+#include "framework/json_limits.h"
 
 namespace ptq::tok {
 
@@ -38,11 +39,8 @@ Json read_json_file(const std::filesystem::path& file) {
   PTQ_CHECK(in.good(), "{}: cannot open the file", file.string());
   std::stringstream buffer;
   buffer << in.rdbuf();
-  try {
-    return Json::parse(buffer.str());
-  } catch (const Json::parse_error& e) {
-    ptq::fail("{}: not valid JSON: {}", file.string(), e.what());
-  }
+  // Bounded nesting: the stage builders (Sequence of Sequence ..) and dump() recurse per level.
+  return parse_json_bounded(buffer.str(), file.string());
 }
 
 const Json* find_key(const Json& obj, std::string_view key) {
