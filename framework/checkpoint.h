@@ -33,8 +33,12 @@
 namespace ptq {
 
 // Bump when the stored layout changes meaning; an older ptq then refuses the folder with a sentence
-// saying to upgrade, instead of misreading it.
-inline constexpr int kCheckpointFormatVersion = 1;
+// saying to upgrade, instead of misreading it. 2: every safetensors file records the CRC-32 of each
+// of its tensors (framework/tensor_checksum.h), and loading verifies them; version 1 folders still
+// load, unverified, with a warning.
+inline constexpr int kCheckpointFormatVersion = 2;
+// The first version whose files all carry checksums.
+inline constexpr int kCheckpointChecksumVersion = 2;
 
 struct SaveCheckpointOptions {
   // Tensor bytes per safetensors shard (transformers' 5 GB by default); one shard is

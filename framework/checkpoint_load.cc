@@ -10,6 +10,7 @@
 #include "framework/error.h"
 #include "framework/kv_checkpoint.h"
 #include "framework/log.h"
+#include "framework/tensor_checksum.h"
 #include "framework/torch_format.h"
 
 namespace ptq {
@@ -136,6 +137,28 @@ void check_unused(const TensorStore& store, const std::set<std::string>& used) {
                 store.path().string(), unused.size(), unused.front());
 }
 
+// The CRC-32 of every tensor against what the writer recorded (framework/tensor_checksum.h). A
+// quantized checkpoint of format version >= 2 must have them in every file; older ones, and float
+// folders written by other tools, load unverified with a warning.
+void verify_checkpoint_bytes(const fs::path& dir, const TensorStore& store, bool quantized) {
+  int version = 0;
+  if (quantized) {
+    const nlohmann::json config = read_json_file(dir / "config.json");
+    version =
+        config.at("quantization_config").at("ptq").at("format_version").get<int>();  // checked
+  }
+  const ChecksumReport report =
+      verify_tensor_checksums(store, /*required=*/version >= kCheckpointChecksumVersion);
+  if (report.files_unverified > 0)
+    log_warning(
+        "{}: {} of {} safetensors files carry no checksums (e.g. {}; written by ptq before format "
+        "version {}, or by another tool): loaded without verifying their bytes",
+        dir.string(), report.files_unverified, store.files().size(), report.first_unverified,
+        kCheckpointChecksumVersion);
+  log_debug("{}: {} tensors in {} files match their checksums", dir.string(),
+            report.tensors_verified, report.files_verified);
+}
+
 }  // namespace
 
 std::optional<PTQConfig> read_checkpoint_config(const fs::path& dir) {
@@ -179,6 +202,9 @@ void load_checkpoint(const fs::path& dir, CausalLM& net) {
   load_plain_tensors(store, net.named_buffers(/*recurse=*/true), {}, "buffer", used);
   if (config) load_kv_cache_quantization(store, *config, net, used);
   check_unused(store, used);
+  // Last, so that a checkpoint of the wrong structure is named by its shapes and dtypes first; a
+  // failure here leaves the network half-filled, like any failed load.
+  verify_checkpoint_bytes(dir, store, config.has_value());
 }
 
 }  // namespace ptq

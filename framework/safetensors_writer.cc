@@ -14,6 +14,7 @@
 #include "framework/error.h"
 #include "framework/log.h"
 #include "framework/safetensors.h"
+#include "framework/tensor_checksum.h"
 
 static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__,
               "safetensors I/O assumes a little-endian host");
@@ -221,7 +222,10 @@ void SafetensorsShardWriter::flush_shard() {
   // The final name needs the shard count, known only at finish(): numbered temporaries until then.
   const fs::path temporary =
       temporary_path(folder_ / fmt::format("model-{:05d}.safetensors", temp_shards_.size() + 1));
-  write_safetensors_file(temporary, pending_, metadata_);
+  // Each shard records the CRC-32 of its own tensors (framework/tensor_checksum.h).
+  std::map<std::string, std::string> metadata = metadata_;
+  metadata[kChecksumMetadataKey] = tensor_checksums_metadata(pending_);
+  write_safetensors_file(temporary, pending_, metadata);
   temp_shards_.push_back(temporary);
   std::vector<std::string> names;
   for (const auto& item : pending_) names.push_back(item.first);
