@@ -17,23 +17,7 @@ namespace {
 // Cholesky failures before giving up: damp grows 10x each time, so 8 tries span 1e8 x the start.
 constexpr int kMaxDampIncreases = 8;
 
-// Accumulates sum x x^T over every token a linear sees (float32, on the inputs' device).
-class HessianObserver : public LinearObserver {
- public:
-  void observe(const torch::Tensor& x) override {
-    torch::Tensor rows = x.reshape({-1, x.size(-1)}).to(torch::kFloat32);
-    if (!sum_.defined()) sum_ = torch::zeros({x.size(-1), x.size(-1)}, rows.options());
-    sum_.addmm_(rows.t(), rows);
-    tokens_ += rows.size(0);
-  }
-  int64_t tokens() const { return tokens_; }
-  // H = 2/n sum x x^T (the paper's scaling; GPTQ itself only needs ratios).
-  torch::Tensor hessian() const { return sum_ * (2.0 / static_cast<double>(tokens_)); }
-
- private:
-  torch::Tensor sum_;
-  int64_t tokens_ = 0;
-};
+using HessianObserver = GptqHessianObserver;
 
 // Keeps the first input a linear receives and when it came. Holding the tensor keeps its storage
 // alive, so a later input cannot reuse the address and be mistaken for the same tensor.
@@ -100,7 +84,8 @@ QParams range_params(const torch::Tensor& cols, const WeightQuantSpec& spec, boo
 }
 
 // U with U^T U = (H + damp I)^-1, the upper Cholesky factor GPTQ walks row by row; damp grows 10x
-// while a factorisation fails (a singular or badly conditioned H).
+// while a factorisation fails (a singular or badly conditioned H). Undefined when it still fails
+// after kMaxDampIncreases (the caller falls back to round-to-nearest).
 torch::Tensor inverse_hessian_factor(const torch::Tensor& H, double percent,
                                      const std::string& layer, GptqResult& result) {
   result.damp = percent * H.diagonal().mean().item<double>();
@@ -117,13 +102,24 @@ torch::Tensor inverse_hessian_factor(const torch::Tensor& H, double percent,
     result.damp *= 10.0;
     ++result.damp_increases;
   }
-  fail(
-      "gptq: {}: the Hessian is not positive definite even with dampening {} ({} increases from "
-      "damp_percent {}); are the calibration inputs finite?",
-      layer, result.damp, kMaxDampIncreases, percent);
+  (void)layer;
+  return {};
 }
 
 }  // namespace
+
+void GptqHessianObserver::observe(const torch::Tensor& x) {
+  // float32 before the product: a bf16 sum of 4096 products keeps ~3 significant digits, an fp16
+  // one overflows past 65504.
+  torch::Tensor rows = x.reshape({-1, x.size(-1)}).to(torch::kFloat32);
+  if (!sum_.defined()) sum_ = torch::zeros({x.size(-1), x.size(-1)}, rows.options());
+  sum_.addmm_(rows.t(), rows);
+  tokens_ += rows.size(0);
+}
+
+torch::Tensor GptqHessianObserver::hessian() const {
+  return sum_ * (2.0 / static_cast<double>(tokens_));
+}
 
 GptqOptions GptqOptions::from_config(const PTQConfig& config) {
   const nlohmann::json args = config.algo_args_for("gptq");
@@ -201,6 +197,16 @@ GptqResult gptq_quantize(const torch::Tensor& weight, const torch::Tensor& hessi
 
   const torch::Tensor U = inverse_hessian_factor(H, options.damp_percent, layer, result);
   H = torch::Tensor();
+  if (!U.defined()) {
+    // No dampening made H positive definite: GPTQ's error feedback is undefined, so the layer is
+    // rounded to nearest, with the same scheme (the checkpoint layout does not change).
+    result.rtn_fallback = fmt::format(
+        "gptq: the Hessian is not positive definite even with dampening {:.3g} ({} x10 increases "
+        "over damp_percent {}): rounded to nearest instead",
+        result.damp, kMaxDampIncreases, options.damp_percent);
+    result.weight = quantize_weight(weight.to(torch::kFloat32), spec);
+    return result;
+  }
 
   // Q: the dequantized weights, in the permuted column order.
   torch::Tensor Q = torch::empty_like(W);
@@ -293,9 +299,15 @@ class GptqStage : public LayerStage {
   void quantize_one(LinearImpl& linear, const torch::Tensor& H, const ResolvedLinearScheme& scheme,
                     QuantizationReport& report) const {
     GptqResult r = gptq_quantize(linear.weight, H, scheme.weight, options_, linear.path());
-    install_quantized_weight(linear, std::move(r.weight), scheme, "gptq", report);
+    const bool fell_back = !r.rtn_fallback.empty();
+    install_quantized_weight(linear, std::move(r.weight), scheme, fell_back ? "rtn" : "gptq",
+                             report);
     std::string note;
-    if (r.damp_increases > 0) {
+    if (fell_back) {
+      // Counted and printed with the other fallbacks (QuantizationReport::fallback_count).
+      note = r.rtn_fallback;
+      log_warning("{}: {}", linear.path(), note);
+    } else if (r.damp_increases > 0) {
       note = fmt::format(
           "gptq: Hessian needed dampening {:.3g} ({} x10 increases over damp_percent {})", r.damp,
           r.damp_increases, options_.damp_percent);

@@ -39,6 +39,9 @@ struct GptqResult {
   double damp = 0.0;         // the dampening finally added to the diagonal
   int damp_increases = 0;    // how many times it was multiplied by 10 because Cholesky failed
   int64_t dead_columns = 0;  // inputs that were always 0 (H_ii = 0): their weights are set to 0
+  // Non-empty when the Hessian stayed not positive definite through every damp increase: `weight`
+  // is then plain round-to-nearest of the input weight (same scheme and layout), and this says why.
+  std::string rtn_fallback;
 };
 
 // Quantizes `weight` [out, in] (any float dtype and device) per `spec` (bits, group size, symmetry;
@@ -48,6 +51,20 @@ struct GptqResult {
 GptqResult gptq_quantize(const torch::Tensor& weight, const torch::Tensor& hessian,
                          const WeightQuantSpec& spec, const GptqOptions& options,
                          const std::string& layer = "weight");
+
+// The statistic the GPTQ stage collects for a group of linears sharing an input: sum x x^T over
+// every token, accumulated in float32 whatever the compute dtype, on the inputs' device.
+class GptqHessianObserver : public LinearObserver {
+ public:
+  void observe(const torch::Tensor& x) override;
+  int64_t tokens() const { return tokens_; }
+  // H = 2/n sum x x^T (the paper's scaling; GPTQ itself only needs ratios).
+  torch::Tensor hessian() const;
+
+ private:
+  torch::Tensor sum_;
+  int64_t tokens_ = 0;
+};
 
 class Gptq : public Algorithm {
  public:

@@ -12,6 +12,7 @@
 #include <set>
 #include <sstream>
 
+#include "framework/backend.h"
 #include "framework/error.h"
 #include "framework/log.h"
 #include "framework/progress.h"
@@ -35,6 +36,69 @@ std::string read_calibration_prefix(const std::string& file, const CalibrationCo
     if (end != std::string::npos && end > text.size() / 2) text.resize(end + 1);
   }
   return text;
+}
+
+// Calibration activations must be finite: a NaN or Inf would flow into every statistic (ranges,
+// Hessians, AWQ scales) of this layer and every later one. `what` names where they come from.
+void check_finite_inputs(const torch::Tensor& hidden, const std::string& what) {
+  if (torch::isfinite(hidden).all().item<bool>()) return;
+  const int64_t bad = hidden.numel() - torch::isfinite(hidden).sum().item<int64_t>();
+  fail(
+      "calibration: {} hold {} non-finite values (NaN or Inf) out of {}; the float model already "
+      "produces them on the calibration text (check the weights and the compute dtype: {} may "
+      "overflow)",
+      what, bad, hidden.numel(), c10::toString(hidden.scalar_type()));
+}
+
+// Records, for each linear, whether its kernel turned finite inputs into non-finite outputs.
+class FiniteOutputProbe : public LinearObserver {
+ public:
+  explicit FiniteOutputProbe(LinearImpl& linear) : linear_(linear) {}
+  void observe(const torch::Tensor& x) override {
+    if (broken || !linear_.kernel() || !torch::isfinite(x).all().item<bool>()) return;
+    broken = !torch::isfinite(linear_.kernel()->forward(x)).all().item<bool>();
+  }
+  bool broken = false;
+
+ private:
+  LinearImpl& linear_;
+};
+
+// A decoder layer turned finite inputs into non-finite outputs after its stages ran: names the
+// linears whose quantized kernels did it (one extra run of the layer with probes), then throws.
+[[noreturn]] void fail_non_finite_layer(int64_t layer,
+                                        const std::vector<std::shared_ptr<LinearImpl>>& linears,
+                                        const std::function<torch::Tensor()>& run) {
+  std::vector<std::shared_ptr<FiniteOutputProbe>> probes;
+  for (auto& linear : linears) {
+    probes.push_back(std::make_shared<FiniteOutputProbe>(*linear));
+    linear->add_observer(probes.back());
+  }
+  try {
+    run();
+  } catch (...) {
+    for (auto& linear : linears) linear->clear_observers();
+    throw;
+  }
+  std::vector<std::string> culprits;
+  for (size_t i = 0; i < linears.size(); ++i) {
+    linears[i]->clear_observers();
+    if (probes[i]->broken)
+      culprits.push_back(
+          fmt::format("{} ({})", linears[i]->path(),
+                      linears[i]->quantized ? linears[i]->quantized->scheme().name() : "float"));
+  }
+  fail(
+      "calibration: decoder layer {} produced non-finite outputs (NaN or Inf) from finite inputs "
+      "after "
+      "quantization; {}",
+      layer,
+      culprits.empty()
+          ? std::string(
+                "none of its linears did (the attention or a norm overflowed in the compute dtype)")
+          : fmt::format("these quantized linears did: {} (exclude them with opname_blacklist or a "
+                        "layer_policies skip)",
+                        fmt::join(culprits, ", ")));
 }
 
 }  // namespace
@@ -136,6 +200,8 @@ void run_layerwise(CausalLM& net, NetworkHelper& helper, const PTQConfig& config
     for (int64_t b = 0; b < tokens.size(0); b += batch)
       embedded.push_back(net.embed(tokens.narrow(0, b, std::min(batch, tokens.size(0) - b))));
     hidden = torch::cat(embedded, 0);
+    check_finite_inputs(hidden,
+                        "the embeddings of the calibration tokens (inputs of decoder layer 0)");
     positions = torch::arange(tokens.size(1), torch::TensorOptions().dtype(torch::kInt64).device(hidden.device()))
                     .unsqueeze(0);
   }
@@ -163,7 +229,14 @@ void run_layerwise(CausalLM& net, NetworkHelper& helper, const PTQConfig& config
     LayerContext ctx{net, helper, config, report, layer, layer_linears(net, layer), hidden, positions,
                      [&run, layer] { return run(layer); }};
     for (const auto& stage : stages) stage->process(ctx);
-    if (layer != kHeadLayer && hidden.defined()) hidden = run(layer);
+    if (layer != kHeadLayer && hidden.defined()) {
+      // NaN/Inf guard: the inputs were finite (checked when they were produced), so non-finite
+      // outputs come from this layer's quantization; the error names the linears.
+      torch::Tensor next = run(layer);
+      if (!torch::isfinite(next).all().item<bool>())
+        fail_non_finite_layer(layer, ctx.linears, ctx.run_layer);
+      hidden = next;
+    }
     progress.advance(1, layer == kHeadLayer ? "head" : fmt::format("layer {}", layer));
   }
   progress.finish();

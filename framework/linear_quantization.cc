@@ -4,6 +4,7 @@
 #include <torch/torch.h>
 
 #include "framework/error.h"
+#include "framework/log.h"
 
 namespace ptq {
 namespace {
@@ -94,7 +95,38 @@ void install_quantized_weight(LinearImpl& linear, QuantizedWeight weight, const 
             "layer \"{}\": quantized weight has shape [{}], expected [{}, {}]", linear.path(),
             fmt::join(weight.shape, ", "), linear.out_features(), linear.in_features());
   const torch::Tensor original = linear.weight;
-  const torch::Tensor dequantized = weight.dequantize(original.scalar_type());
+  torch::Tensor dequantized = weight.dequantize(original.scalar_type());
+  // NaN/Inf guard: an algorithm's scales (AWQ clipping, GPTQ's error feedback on an ill-conditioned
+  // Hessian, a plugin) or their dequantized values in a 16-bit dtype can be non-finite. The layer
+  // then gets plain round-to-nearest of the same weight with the same scheme (the checkpoint layout
+  // does not change), and the report says so; when even that is not finite, the error names it.
+  std::string numeric_fallback;
+  std::string rounded_by = algorithm;
+  if (!torch::isfinite(weight.scale).all().item<bool>() ||
+      !torch::isfinite(dequantized).all().item<bool>()) {
+    PTQ_CHECK(
+        torch::isfinite(original).all().item<bool>(),
+        "layer \"{}\": its float weight holds non-finite values (NaN or Inf); the model cannot be "
+        "quantized (or used) until they are fixed",
+        linear.path());
+    WeightQuantSpec plain = scheme.weight;
+    plain.clip_ratio = 1.0;
+    plain.clip_ratio_per_group = torch::Tensor();
+    plain.scale = torch::Tensor();
+    plain.zero_point = torch::Tensor();
+    weight = quantize_weight(original.to(torch::kFloat32), plain);
+    dequantized = weight.dequantize(original.scalar_type());
+    PTQ_CHECK(
+        torch::isfinite(weight.scale).all().item<bool>() &&
+            torch::isfinite(dequantized).all().item<bool>(),
+        "layer \"{}\": round-to-nearest {} of its weight is not finite either (weights near the "
+        "largest {} value?); keep the layer in float with opname_blacklist",
+        linear.path(), plain.to_string(), c10::toString(original.scalar_type()));
+    numeric_fallback =
+        fmt::format("{} gave non-finite scales or weights: rounded to nearest instead", algorithm);
+    rounded_by = "rtn";
+    log_warning("{}: {}", linear.path(), numeric_fallback);
+  }
   const double norm = original.to(torch::kFloat32).norm().item<double>();
   const double error = (original.to(torch::kFloat32) - dequantized.to(torch::kFloat32)).norm().item<double>();
 
@@ -112,13 +144,15 @@ void install_quantized_weight(LinearImpl& linear, QuantizedWeight weight, const 
   LayerRecord r;
   r.name = linear.path();
   r.scheme = scheme.describe();
-  r.algorithm = algorithm;
+  r.algorithm = rounded_by;
   r.in_features = linear.in_features();
   r.out_features = linear.out_features();
   r.float_bytes = float_weight_bytes(linear, original.scalar_type());
   r.quantized_bytes = params->weight.weight_bytes();
   r.relative_error = norm > 0 ? error / norm : error;
-  r.fallback = scheme.reason;
+  r.fallback = scheme.reason.empty() || numeric_fallback.empty()
+                   ? scheme.reason + numeric_fallback
+                   : scheme.reason + "; " + numeric_fallback;
   report.record(std::move(r));
 }
 
