@@ -2,8 +2,12 @@
 
 #include <torch/torch.h>
 
+#include <mutex>
+#include <set>
+
 #include "framework/backend.h"
 #include "framework/error.h"
+#include "framework/log.h"
 #include "framework/torch_format.h"
 
 namespace ptq {
@@ -31,18 +35,36 @@ std::vector<std::shared_ptr<KVCacheSlotImpl>> collect_kv_cache_slots(torch::nn::
 
 std::shared_ptr<KVCacheFormat> make_int8_kv_cache_format(const std::string& requested, const KVQuantParams& params) {
   std::shared_ptr<Backend> chosen;
+  std::string declines;  // why each asked backend said no (the fallback's reason)
   if (requested == "auto") {
     for (const std::string& name : available_backends()) {
       auto b = backend(name);
-      if (name != kReferenceBackendName && b->supports_kv(params)) {
+      if (name == kReferenceBackendName) continue;
+      const Support s = b->supports_kv(params);
+      if (s.ok) {
         chosen = b;
         break;
       }
+      declines += fmt::format("{}{}: {}", declines.empty() ? "" : "; ", name, s.reason);
     }
-  } else if (auto b = backend(requested); b->supports_kv(params)) {
+  } else if (auto b = backend(requested); b->name() == kReferenceBackendName) {
+    chosen = b;  // asked for (or forced to) the reference
+  } else if (const Support s = b->supports_kv(params); s.ok) {
     chosen = b;
+  } else {
+    declines = fmt::format("{}: {}", b->name(), s.reason);
   }
-  if (!chosen) chosen = backend(kReferenceBackendName);
+  if (!chosen) {
+    chosen = backend(kReferenceBackendName);
+    if (!declines.empty()) {
+      // Once per distinct reason, not once per layer.
+      static std::mutex mutex;
+      static std::set<std::string> logged;
+      std::lock_guard<std::mutex> lock(mutex);
+      if (logged.insert(declines).second)
+        log_warning("int8 KV cache ({}): using the reference backend's cache ({})", params.to_string(), declines);
+    }
+  }
   return chosen->make_kv_cache_format(params);
 }
 

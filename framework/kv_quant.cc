@@ -62,6 +62,14 @@ torch::Tensor kv_scale_from_absmax(const torch::Tensor& absmax) {
   return nonzero_scale(div_exact(absmax.to(torch::kFloat32).abs(), kQmax));
 }
 
+KVCodes quantize_kv(const torch::Tensor& x, KVQuantMode mode, const torch::Tensor& static_scale) {
+  if (mode == KVQuantMode::kStaticPerChannel) {
+    return {to_codes(x, static_scale.unsqueeze(1)), torch::Tensor()};  // [Hkv, D] over [B, Hkv, T, D]
+  }
+  auto s = nonzero_scale(div_exact(x.to(torch::kFloat32).abs().amax(-1), kQmax));  // [B, Hkv, T]
+  return {to_codes(x, s.unsqueeze(-1)), s};
+}
+
 // ---- Int8KVCache -------------------------------------------------------------------------------------
 
 Int8KVCache::Int8KVCache(const KVCacheShape& shape, const KVQuantParams& params) : shape_(shape), params_(params) {
@@ -103,17 +111,13 @@ void Int8KVCache::append(const torch::Tensor& k, const torch::Tensor& v) {
       v_s_ = grow(v_s_);
     }
   }
-  if (params_.mode == KVQuantMode::kStaticPerChannel) {
-    // [Hkv, D] broadcast over [B, Hkv, T, D].
-    k_.narrow(2, length_, t).copy_(to_codes(k, params_.k_scale.unsqueeze(1)));
-    v_.narrow(2, length_, t).copy_(to_codes(v, params_.v_scale.unsqueeze(1)));
-  } else {
-    auto ks = nonzero_scale(div_exact(k.to(torch::kFloat32).abs().amax(-1), kQmax));  // [B, Hkv, T]
-    auto vs = nonzero_scale(div_exact(v.to(torch::kFloat32).abs().amax(-1), kQmax));
-    k_.narrow(2, length_, t).copy_(to_codes(k, ks.unsqueeze(-1)));
-    v_.narrow(2, length_, t).copy_(to_codes(v, vs.unsqueeze(-1)));
-    k_s_.narrow(2, length_, t).copy_(ks);
-    v_s_.narrow(2, length_, t).copy_(vs);
+  const KVCodes kq = quantize_kv(k, params_.mode, params_.k_scale);
+  const KVCodes vq = quantize_kv(v, params_.mode, params_.v_scale);
+  k_.narrow(2, length_, t).copy_(kq.codes);
+  v_.narrow(2, length_, t).copy_(vq.codes);
+  if (params_.mode == KVQuantMode::kDynamicPerToken) {
+    k_s_.narrow(2, length_, t).copy_(kq.scales);
+    v_s_.narrow(2, length_, t).copy_(vq.scales);
   }
   length_ += t;
 }

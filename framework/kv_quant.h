@@ -42,6 +42,16 @@ torch::Tensor normalize_kv_scale(const torch::Tensor& scale, int64_t kv_heads, i
 // absmax / 127 (zeros become 1): the static scale for a calibrated absolute maximum of any shape.
 torch::Tensor kv_scale_from_absmax(const torch::Tensor& absmax);
 
+// The int8 codes of keys or values x [B, Hkv, T, D] (any float dtype, any device) by the rules above, and
+// in dynamic mode their per-token scales float32 [B, Hkv, T] (undefined in static mode). static_scale:
+// float32 [Hkv, D] as normalize_kv_scale returns it. Int8KVCache::append and the backends' int8 caches
+// all quantize through this function, so every cache stores the same codes for the same inputs.
+struct KVCodes {
+  torch::Tensor codes;   // int8 [B, Hkv, T, D]
+  torch::Tensor scales;  // dynamic: float32 [B, Hkv, T]
+};
+KVCodes quantize_kv(const torch::Tensor& x, KVQuantMode mode, const torch::Tensor& static_scale);
+
 // Keys and values stored as int8 codes (plus per-token scales in dynamic mode), in buffers that grow by
 // doubling. keys()/values() dequantize, so the default KVCache::attend (grouped_query_attention over the
 // dequantized entries) is the reference int8 attention.

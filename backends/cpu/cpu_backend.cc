@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 #include <torch/torch.h>
 
+#include "backends/cpu/kv_cache_cpu.h"
 #include "backends/cpu/onednn_int8_linear.h"
 #include "backends/cpu/weight_only_linear.h"
 #include "framework/error.h"
@@ -26,6 +27,14 @@ std::shared_ptr<LinearKernel> CpuBackend::make_linear_kernel(const QuantizedLine
             "cpu backend: the quantized weight must be on the CPU");
   if (params.act == ActQuant::kNone) return cpu::make_weight_only_linear(params);
   return cpu::make_onednn_int8_linear(params);
+}
+
+Support CpuBackend::supports_kv(const KVQuantParams& params) const { return cpu::int8_kv_attention_supports(params); }
+
+std::shared_ptr<KVCacheFormat> CpuBackend::make_kv_cache_format(const KVQuantParams& params) const {
+  const Support s = supports_kv(params);
+  PTQ_CHECK(s.ok, "cpu backend: cannot make the int8 KV cache: {}", s.reason);
+  return std::make_shared<cpu::CpuInt8KVCacheFormat>(params);
 }
 
 void register_cpu_backend() { register_backend(std::make_shared<CpuBackend>()); }

@@ -3,8 +3,10 @@
 //       oneDNN int8 matmul, AMX or VNNI (onednn_int8_linear.h)
 //   W8A16, W4A16 (per-channel, per-tensor, or groups that are a multiple of 16; sym or asym):
 //       hand-written AVX-512 kernels (weight_only_linear.h)
-// Everything else (3-bit weights, other group sizes, CPUs without AVX-512, non-CPU devices, the int8 KV
-// cache) is declined with a reason, and select_backend() falls back to the reference backend.
+//   int8 KV cache (static per-channel, dynamic per-token): attention over the int8 codes in AVX-512
+//       (kv_cache_cpu.h); a cache made for another device is the reference cache
+// Everything else (3-bit weights, other group sizes, CPUs without AVX-512, non-CPU devices) is declined
+// with a reason, and select_backend() / make_int8_kv_cache_format() fall back to the reference backend.
 #pragma once
 
 #include "framework/backend.h"
@@ -20,6 +22,8 @@ class CpuBackend : public Backend {
   Support supports(const LinearScheme& scheme) const override;
   std::shared_ptr<LinearKernel> make_linear_kernel(const QuantizedLinearParams& params,
                                                    torch::ScalarType compute_dtype) const override;
+  Support supports_kv(const KVQuantParams& params) const override;
+  std::shared_ptr<KVCacheFormat> make_kv_cache_format(const KVQuantParams& params) const override;
 };
 
 // Registers the CPU backend under "cpu" (replacing an earlier registration).
