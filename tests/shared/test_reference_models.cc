@@ -1,6 +1,8 @@
 // ptq against what Hugging Face transformers (ptq-small-32m/reference.json) and llama2.c
 // (stories260K/REFERENCE.md) measured on the same weights. Skipped when ../shared is absent.
 #include <gtest/gtest.h>
+
+#include <cstdlib>
 #include <torch/torch.h>
 
 #include <fstream>
@@ -73,21 +75,40 @@ TEST(PtqSmall32m, ProbeLogitsMatchTransformers) {
   EXPECT_NEAR(sum, expected_sum, std::abs(expected_sum) * 1e-5);
 }
 
-// One full-file evaluation (heldout, window 512; ~2 min on 2 cores). The other three reference numbers
-// (window 256, WikiText-2) are checked by scripts/verify_reference.sh and recorded in docs/ACCURACY.md.
-TEST(PtqSmall32m, HeldoutPerplexityWindow512MatchesTransformers) {
-  PTQ_REQUIRE_SHARED_DATA();
+// Perplexity through the whole evaluation path (tokenize, windows, batching, scoring) on real text. CI
+// scores the first 16 windows of heldout at 512 against the value the CUDA build gives (59.63059;
+// docs/ACCURACY.md: the full file equals transformers' number to 1e-6 on the GPU machine). The full-file
+// comparison with transformers' own number takes 6-18 min on this 2-core machine, so it runs only with
+// PTQ_FULL_EVAL=1 (scripts/verify_reference.sh prints all four reference numbers anywhere).
+PerplexityResult heldout_window512(int64_t max_windows) {
   auto& m = small_model();
-  auto reference = small_reference()["eval"]["gutenberg_heldout.txt"];
   std::string text = read_evaluation_text(testing::shared_data_dir() / "heldout/gutenberg_heldout.txt",
                                           PerplexityProtocol::kWindows);
   auto ids = tokenize_for_perplexity(*m.tokenizer, text, PerplexityProtocol::kWindows);
-  EXPECT_EQ(static_cast<int64_t>(ids.size()), reference["tokens"].get<int64_t>());
+  EXPECT_EQ(static_cast<int64_t>(ids.size()),
+            small_reference()["eval"]["gutenberg_heldout.txt"]["tokens"].get<int64_t>());
   PerplexityOptions options;
   options.window = 512;
   options.batch = 4;
+  options.max_windows = max_windows;
   options.show_progress = false;
-  auto r = evaluate_perplexity(*m.net, ids, options);
+  return evaluate_perplexity(*m.net, ids, options);
+}
+
+TEST(PtqSmall32m, HeldoutPerplexityFirstWindowsMatchCuda) {
+  PTQ_REQUIRE_SHARED_DATA();
+  const PerplexityResult r = heldout_window512(16);
+  EXPECT_EQ(r.scored_tokens, 16 * 511);  // each window predicts its last 511 tokens
+  EXPECT_NEAR(r.perplexity, 59.63059, 59.63059 * 1e-5);
+}
+
+TEST(PtqSmall32m, HeldoutPerplexityWindow512MatchesTransformers) {
+  PTQ_REQUIRE_SHARED_DATA();
+  const char* full = std::getenv("PTQ_FULL_EVAL");
+  if (full == nullptr || std::string(full) != "1")
+    GTEST_SKIP() << "the full-file evaluation takes 6-18 min on 2 cores; set PTQ_FULL_EVAL=1 to run it";
+  auto reference = small_reference()["eval"]["gutenberg_heldout.txt"];
+  const PerplexityResult r = heldout_window512(0);
   EXPECT_EQ(r.scored_tokens, reference["ppl_window512_scored_tokens"].get<int64_t>());
   double expected = reference["ppl_window512"].get<double>();
   EXPECT_NEAR(r.perplexity, expected, expected * kPerplexityRelativeTolerance);
