@@ -9,6 +9,7 @@
 #include <boost/property_tree/xml_parser.hpp>
 #include <cctype>
 #include <charconv>
+#include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <sstream>
@@ -155,7 +156,9 @@ std::optional<double> parse_number(const std::string& text) {
   if (text.empty() || std::isspace(static_cast<unsigned char>(text[0]))) return std::nullopt;
   char* end = nullptr;
   const double value = std::strtod(text.c_str(), &end);
-  if (end != text.c_str() + text.size()) return std::nullopt;
+  // "nan", "inf" and overflowing literals are not numbers a config can hold (JSON has no spelling
+  // for them): an untyped value stays a string, a typed one is a type error.
+  if (end != text.c_str() + text.size() || !std::isfinite(value)) return std::nullopt;
   return value;
 }
 

@@ -1,6 +1,7 @@
 // PTQConfig::validate: value ranges, layer policies, algorithm arguments, and the combinations that
 // cannot work (Golden Stick's rules plus ours). Each message names the key, the value received and
 // what would be accepted; docs/CONFIG.md lists the same rules with their reasons.
+#include <cmath>
 #include <limits>
 
 #include "framework/error.h"
@@ -265,10 +266,24 @@ void check_config_wide(const PTQConfig& c, const std::string& source) {
             source, c.rounding);
 }
 
+// NaN and infinity have no JSON spelling (dump() writes null), so a config holding one would not
+// survive being saved into a checkpoint. Plugin arguments are free-form, hence the walk.
+void check_finite_numbers(const json& value, const std::string& path, const std::string& source) {
+  if (value.is_number_float() && !std::isfinite(value.get<double>()))
+    fail_type(source, path, "a finite number", fmt::format("{}", value.get<double>()));
+  if (value.is_object())
+    for (const auto& [key, item] : value.items())
+      check_finite_numbers(item, key_path(path, key), source);
+  if (value.is_array())
+    for (size_t i = 0; i < value.size(); ++i)
+      check_finite_numbers(value[i], fmt::format("{}[{}]", path, i), source);
+}
+
 }  // namespace
 
 void PTQConfig::validate(const std::string& source) const {
   check_version(version, source);
+  check_finite_numbers(algo_args, "algo_args", source);
   check_single_keys(*this, source);
   check_policies(*this, source);
   check_algo_args(algo_args, source);
