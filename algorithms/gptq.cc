@@ -265,15 +265,8 @@ class GptqStage : public LayerStage {
   void process(LayerContext& ctx) override {
     PTQ_CHECK(ctx.has_data(), "gptq: layer {} has no calibration inputs", ctx.layer_index);
     std::map<const LinearImpl*, ResolvedLinearScheme> todo;
-    for (auto& linear : ctx.linears) {
-      if (linear->quantized) continue;  // an earlier stage (or a shared weight) already rounded it
-      ResolvedLinearScheme scheme = resolve_linear_scheme(ctx.config, *linear);
-      if (scheme.skip) {
-        record_float_layer(*linear, scheme.reason, ctx.report);
-        continue;
-      }
-      todo.emplace(linear.get(), std::move(scheme));
-    }
+    for (auto& target : rounding_targets(ctx.linears, ctx.config, ctx.report))
+      todo.emplace(target.linear.get(), std::move(target.scheme));
     if (todo.empty()) return;  // e.g. the head with lm_head blacklisted: no run at all
 
     for (auto& group : input_groups(ctx)) {

@@ -10,15 +10,8 @@ class RoundToNearestStage : public LayerStage {
  public:
   std::string name() const override { return "rtn"; }
   void process(LayerContext& ctx) override {
-    for (auto& linear : ctx.linears) {
-      if (linear->quantized) continue;  // an earlier stage (or a shared weight) already rounded it
-      ResolvedLinearScheme scheme = resolve_linear_scheme(ctx.config, *linear);
-      if (scheme.skip) {
-        record_float_layer(*linear, scheme.reason, ctx.report);
-        continue;
-      }
+    for (auto& [linear, scheme] : rounding_targets(ctx.linears, ctx.config, ctx.report))
       install_quantized_weight(*linear, quantize_weight(linear->weight, scheme.weight), scheme, "rtn", ctx.report);
-    }
   }
 };
 

@@ -173,6 +173,21 @@ void record_float_layer(const LinearImpl& linear, const std::string& reason, Qua
   report.record(std::move(r));
 }
 
+std::vector<RoundingTarget> rounding_targets(const std::vector<std::shared_ptr<LinearImpl>>& linears,
+                                             const PTQConfig& config, QuantizationReport& report) {
+  std::vector<RoundingTarget> targets;
+  for (const auto& linear : linears) {
+    if (linear->quantized) continue;
+    ResolvedLinearScheme scheme = resolve_linear_scheme(config, *linear);
+    if (scheme.skip || scheme.weight.bits == 0) {
+      record_float_layer(*linear, scheme.skip ? scheme.reason : "weights not quantized by the config", report);
+      continue;
+    }
+    targets.push_back({linear, std::move(scheme)});
+  }
+  return targets;
+}
+
 QuantizedWeight empty_quantized_weight(int64_t out_features, int64_t in_features, const WeightQuantSpec& spec,
                                        const torch::Device& device) {
   // Quantizing zeros gives exactly quantize_weight's layout (packing, scale and zero-point shapes and

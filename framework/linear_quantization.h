@@ -5,6 +5,7 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "framework/backend.h"
 #include "framework/linear.h"
@@ -42,6 +43,16 @@ void refresh_fake_quant_kernel(LinearImpl& linear);
 
 // Records a layer left in float (blacklisted, policy skip) in the report.
 void record_float_layer(const LinearImpl& linear, const std::string& reason, QuantizationReport& report);
+
+// What a weight-rounding stage (RTN, GPTQ, a plugin's) rounds in a layer: each linear of `linears` not yet
+// quantized (an earlier stage or a shared weight already rounded it) and not left in float by the config,
+// with its scheme, in order. Those the config leaves in float are recorded in `report` on the way.
+struct RoundingTarget {
+  std::shared_ptr<LinearImpl> linear;
+  ResolvedLinearScheme scheme;
+};
+std::vector<RoundingTarget> rounding_targets(const std::vector<std::shared_ptr<LinearImpl>>& linears,
+                                             const PTQConfig& config, QuantizationReport& report);
 
 // An all-zero QuantizedWeight of the layout quantize_weight would produce for an [out, in] weight
 // (DEPLOY: the structure load_checkpoint fills).

@@ -25,14 +25,7 @@ class RtnMseStage : public ptq::LayerStage {
 
   void process(ptq::LayerContext& ctx) override {
     torch::NoGradGuard no_grad;
-    for (const auto& linear : ctx.linears) {
-      if (linear->quantized) continue;  // an earlier stage (or a shared weight) already rounded it
-      const ptq::ResolvedLinearScheme scheme = ptq::resolve_linear_scheme(ctx.config, *linear);
-      if (scheme.skip || scheme.weight.bits == 0) {
-        ptq::record_float_layer(*linear, scheme.skip ? scheme.reason : "weights not quantized by the config",
-                                ctx.report);
-        continue;
-      }
+    for (const auto& [linear, scheme] : ptq::rounding_targets(ctx.linears, ctx.config, ctx.report)) {
       ptq::WeightQuantSpec spec = scheme.weight;
       spec.clip_ratio_per_group = search_clip_ratios(linear->weight, spec, options_);
       ptq::log_debug("rtn_mse: {}: mean clip ratio {:.3f}", linear->path(),
