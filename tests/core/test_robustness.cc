@@ -14,6 +14,7 @@
 #include "algorithms/act_calibration.h"
 #include "algorithms/gptq.h"
 #include "algorithms/group_scaling.h"
+#include "framework/backend.h"
 #include "framework/algorithm.h"
 #include "framework/calibration.h"
 #include "framework/checkpoint.h"
@@ -218,6 +219,7 @@ TEST(GptqFallback, IndefiniteHessianGivesRoundToNearest) {
 // ---- NaN/Inf guard -----------------------------------------------------------------------------
 
 TEST(NonFiniteGuard, NonFiniteScalesFallBackToRoundToNearestAndAreReported) {
+  register_builtin_backends();  // install_quantized_weight makes the reference fake-quant kernel
   testing::TinyNet t = testing::tiny_net();
   torch::NoGradGuard no_grad;
   PTQConfig config = PTQConfig::from_json({{"weight_quant_dtype", "int4"}});
