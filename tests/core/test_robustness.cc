@@ -33,14 +33,7 @@ namespace {
 namespace fs = std::filesystem;
 using json = nlohmann::json;
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no ptq::Error thrown)";
-}
+using testing::error_of;
 
 void expect_error(const std::function<void()>& f, const std::vector<std::string>& fragments) {
   const std::string message = error_of(f);
