@@ -16,6 +16,10 @@ namespace {
 
 // Cholesky failures before giving up: damp grows 10x each time, so 8 tries span 1e8 x the start.
 constexpr int kMaxDampIncreases = 8;
+// The range search of the `mse` option (the reference's grid 100, maxshrink 0.8, norm 2.4).
+constexpr double kMseGrid = 100.0;
+constexpr int kMseSteps = 80;
+constexpr double kMseNorm = 2.4;
 
 using HessianObserver = GptqHessianObserver;
 
@@ -83,6 +87,36 @@ QParams range_params(const torch::Tensor& cols, const WeightQuantSpec& spec, boo
   return compute_qparams(lo.contiguous(), hi.contiguous(), spec.bits, spec.symmetric);
 }
 
+// Sum over each row of |dequantize(quantize(cols)) - cols|^2.4 under `p` ([out, k] -> [out]).
+torch::Tensor rounding_error(const torch::Tensor& cols, const QParams& p, int bits) {
+  const torch::Tensor s = p.scale.unsqueeze(1);
+  const torch::Tensor z = p.zero_point.defined() ? p.zero_point.unsqueeze(1) : torch::Tensor();
+  const torch::Tensor q = quantize_codes(cols, s, z, bits);
+  return ((z.defined() ? q - z : q) * s - cols).abs_().pow_(kMseNorm).sum(1);
+}
+
+// The reference GPTQ's `mse` quantizer option: per row, the range [lo, hi] shrunk to [p lo, p hi]
+// for p = 1, 0.99, ..., 0.21, keeping the p whose rounding error (above) is smallest. The exponent
+// 2.4 (not 2) is the reference's: it favours ranges that keep the largest weights accurate. A
+// per-tensor range is shared by all rows, so it is not searched.
+QParams searched_range_params(const torch::Tensor& cols, const WeightQuantSpec& spec, bool per_tensor) {
+  QParams best = range_params(cols, spec, per_tensor);
+  if (per_tensor) return best;
+  const torch::Tensor lo = cols.amin(1), hi = cols.amax(1);
+  torch::Tensor best_error = rounding_error(cols, best, spec.bits);
+  for (int step = 1; step < kMseSteps; ++step) {
+    const double shrink = 1.0 - static_cast<double>(step) / kMseGrid;
+    QParams candidate = compute_qparams(lo * shrink, hi * shrink, spec.bits, spec.symmetric);
+    const torch::Tensor error = rounding_error(cols, candidate, spec.bits);
+    const torch::Tensor better = error < best_error;
+    best.scale = torch::where(better, candidate.scale, best.scale);
+    if (best.zero_point.defined())
+      best.zero_point = torch::where(better, candidate.zero_point, best.zero_point);
+    best_error = torch::where(better, error, best_error);
+  }
+  return best;
+}
+
 // U with U^T U = (H + damp I)^-1, the upper Cholesky factor GPTQ walks row by row; damp grows 10x
 // while a factorisation fails (a singular or badly conditioned H). Undefined when it still fails
 // after kMaxDampIncreases (the caller falls back to round-to-nearest).
@@ -128,6 +162,7 @@ GptqOptions GptqOptions::from_config(const PTQConfig& config) {
   o.block_size = args.at("block_size").get<int64_t>();
   o.act_order = args.at("act_order").get<bool>();
   o.static_groups = args.at("static_groups").get<bool>();
+  o.mse = args.at("mse").get<bool>();
   return o;
 }
 
@@ -171,7 +206,8 @@ GptqResult gptq_quantize(const torch::Tensor& weight, const torch::Tensor& hessi
   torch::Tensor scale = torch::empty({out, groups}, W.options());
   torch::Tensor zero = spec.symmetric ? torch::Tensor() : torch::empty({out, groups}, W.options());
   auto set_group = [&](int64_t g, const torch::Tensor& cols) {
-    QParams p = range_params(cols, spec, per_tensor);
+    QParams p = options.mse ? searched_range_params(cols, spec, per_tensor)
+                            : range_params(cols, spec, per_tensor);
     scale.select(1, g).copy_(p.scale);
     if (zero.defined()) zero.select(1, g).copy_(p.zero_point);
   };

@@ -30,6 +30,9 @@ struct GptqOptions {
   // (the checkpoint format has no per-column group index), so with act_order and dynamic groups a
   // group is fixed when its first column in activation order comes up.
   bool static_groups = false;
+  // Each group's range (per row) searched for the smallest rounding error instead of min/max: the
+  // reference's `mse` option (see searched_range_params in gptq.cc).
+  bool mse = false;
 
   static GptqOptions from_config(const PTQConfig& config);
 };

@@ -309,7 +309,8 @@ const json& PTQConfig::default_algo_args() {
        {{"damp_percent", 0.01},
         {"block_size", 128},
         {"act_order", false},
-        {"static_groups", false}}},
+        {"static_groups", false},
+        {"mse", false}}},
       {"rtn", {{"clip_ratio", 1.0}}},
   };
   return defaults;
