@@ -1,9 +1,13 @@
 #include "test_util.h"
 
 #include <ptq/build_config.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
+#include <cstdio>
 #include <cstdlib>
+#include <fstream>
+#include <sstream>
 
 #include "framework/error.h"
 
@@ -52,6 +56,21 @@ std::string error_of(const std::function<void()>& action) {
   }
   ADD_FAILURE() << "expected a ptq::Error";
   return "";
+}
+
+CommandResult run_command(const std::string& command) {
+  const fs::path err_file = temp_dir("command_stderr") / "stderr.txt";
+  CommandResult result;
+  FILE* pipe = popen((command + " 2>'" + err_file.string() + "'").c_str(), "r");
+  if (!pipe) return result;
+  char buffer[4096];
+  for (size_t n; (n = fread(buffer, 1, sizeof buffer, pipe)) > 0;) result.out.append(buffer, n);
+  const int status = pclose(pipe);
+  result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  std::stringstream err;
+  err << std::ifstream(err_file).rdbuf();
+  result.err = err.str();
+  return result;
 }
 
 }  // namespace ptq::testing

@@ -22,6 +22,15 @@ std::filesystem::path build_dir();
 // throws none.
 std::string error_of(const std::function<void()>& action);
 
+// What a command printed and how it exited (-1: it did not exit normally, or could not start).
+struct CommandResult {
+  int exit_code = -1;
+  std::string out;  // stdout
+  std::string err;  // stderr
+};
+// Runs `command` through /bin/sh, capturing stdout and stderr separately (CLI tests of the ptq binary).
+CommandResult run_command(const std::string& command);
+
 }  // namespace ptq::testing
 
 // Skips the current test with a clear message when ../shared/data is absent.

@@ -3,16 +3,13 @@
 // changes the result (lower int4 error than RTN on heavy-tailed weights); and `ptq --plugin` works.
 // The plugin files and the ptq binary come from tests/CMakeLists.txt as PTQ_TEST_* definitions.
 #include <dlfcn.h>
-#include <sys/wait.h>
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
-#include <cstdio>
 #include <fstream>
 #include <functional>
 #include <iostream>
 #include <map>
-#include <sstream>
 
 #include "framework/algorithm.h"
 #include "framework/backend.h"
@@ -213,26 +210,10 @@ TEST_F(PluginRtnMse, BadArgsNameTheKey) {
 
 // ---- ptq --plugin -------------------------------------------------------------------------------------
 
-struct CommandResult {
-  int exit_code = -1;
-  std::string out;  // stdout
-  std::string err;  // stderr
-};
+using testing::CommandResult;
 
 CommandResult run_ptq(const std::string& arguments) {
-  const fs::path err_file = testing::temp_dir("plugin_cli_stderr") / "stderr.txt";
-  const std::string command = fmt::format("'{}' {} 2>'{}'", PTQ_TEST_PTQ_BINARY, arguments, err_file.string());
-  CommandResult result;
-  FILE* pipe = popen(command.c_str(), "r");
-  if (!pipe) return result;
-  char buffer[4096];
-  for (size_t n; (n = fread(buffer, 1, sizeof buffer, pipe)) > 0;) result.out.append(buffer, n);
-  const int status = pclose(pipe);
-  result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  std::stringstream err;
-  err << std::ifstream(err_file).rdbuf();
-  result.err = err.str();
-  return result;
+  return testing::run_command(fmt::format("'{}' {}", PTQ_TEST_PTQ_BINARY, arguments));
 }
 
 fs::path write_config(const std::string& rounding) {

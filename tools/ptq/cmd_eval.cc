@@ -14,26 +14,15 @@ namespace {
 struct EvalOptions {
   ModelOptions model;
   std::string data;
-  std::string protocol = "windows";
-  int64_t window = 0;  // 0: the protocol's default (512 windows, 2048 gptq)
-  int64_t batch = 1;
-  int64_t max_windows = 0;
+  PerplexityCliOptions eval;  // --protocol, --window, --batch, --max-windows
   bool json = false;
 };
 
 void run_eval(const EvalOptions& o, const GlobalOptions& globals) {
   apply_runtime_options(globals, o.json);
-  PerplexityOptions options;
-  options.protocol = parse_perplexity_protocol(o.protocol);
-  options.window = o.window > 0 ? o.window : (options.protocol == PerplexityProtocol::kGptq ? 2048 : 512);
-  options.batch = o.batch;
-  options.max_windows = o.max_windows;
-  options.show_progress = !o.json && !globals.quiet;
-
+  const PerplexityOptions options = o.eval.resolve(/*show_progress=*/!o.json && !globals.quiet);
   LoadedModel loaded = load_model(o.model);
-  auto tokenizer = loaded.helper->create_tokenizer();
-  std::string text = read_evaluation_text(o.data, options.protocol);
-  auto ids = tokenize_for_perplexity(*tokenizer, text, options.protocol);
+  const std::vector<int64_t> ids = evaluation_ids(loaded, o.data, options.protocol);
   PerplexityResult r = evaluate_perplexity(*loaded.network, ids, options);
 
   if (o.json) {
@@ -69,14 +58,7 @@ void add_eval_command(CLI::App& app, const GlobalOptions& globals) {
   cmd->add_option("-d,--data", options->data, "UTF-8 text file to score (e.g. wikitext2/test.txt)")
       ->required()
       ->check(CLI::ExistingFile);
-  cmd->add_option("--protocol", options->protocol,
-                  "windows: whole file without special tokens, non-overlapping windows, no BOS (reference.json); "
-                  "gptq: lines joined with \\n\\n, one BOS, 2048-token windows (GPTQ/AWQ papers)")
-      ->check(CLI::IsMember({"windows", "gptq"}));
-  cmd->add_option("-w,--window", options->window, "Tokens per window (default 512; 2048 for gptq)")
-      ->check(CLI::PositiveNumber);
-  cmd->add_option("--batch", options->batch, "Windows per forward pass")->check(CLI::PositiveNumber);
-  cmd->add_option("--max-windows", options->max_windows, "Score only the first N windows (0: all)");
+  options->eval.add_to(*cmd);
   cmd->add_flag("--json", options->json, "Print one JSON object (perplexity under \"ppl\")");
   cmd->callback([options, &globals] { run_eval(*options, globals); });
 }

@@ -48,6 +48,7 @@ int main(int argc, char** argv) {
 
   ptq::cli::add_quantize_command(app, globals);
   ptq::cli::add_eval_command(app, globals);
+  ptq::cli::add_compare_command(app, globals);
   ptq::cli::add_generate_command(app, globals);
   ptq::cli::add_inspect_command(app, globals);
   ptq::cli::add_tokenize_command(app, globals);
