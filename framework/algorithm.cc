@@ -20,7 +20,9 @@ Algorithm::Algorithm(PTQConfig config) : config_(std::move(config)) { config_.va
 
 Algorithm::~Algorithm() = default;
 
-void Algorithm::apply(CausalLM& net, NetworkHelper& helper) {
+void Algorithm::apply(CausalLM& net, NetworkHelper& helper) { apply(net, helper, LayerwiseOptions{}); }
+
+void Algorithm::apply(CausalLM& net, NetworkHelper& helper, const LayerwiseOptions& options) {
   PTQ_CHECK(step_ == Step::kCreated,
             "{}: apply() was already called; an algorithm quantizes one network once (make a new one for "
             "another network)",
@@ -38,7 +40,7 @@ void Algorithm::apply(CausalLM& net, NetworkHelper& helper) {
         install_deploy_structure(*linear, scheme, report_);
     }
   } else {
-    run_layerwise(net, helper, config_, stages(), report_);
+    run_layerwise(net, helper, config_, stages(), report_, options);
   }
   net.quantization = config_;
   applied_to_ = &net;

@@ -27,6 +27,8 @@
 
 namespace ptq {
 
+struct LayerwiseOptions;  // framework/calibration.h
+
 // What a stage sees of one decoder layer (or, once at the end, of the head: the linears outside the
 // decoder layers, e.g. an un-blacklisted lm_head).
 struct LayerContext {
@@ -75,6 +77,9 @@ class Algorithm {
   // says to quantize an empty quantized form of the right shape, for load_checkpoint to fill.
   void apply(CausalLM& net, NetworkHelper& helper);
   void apply(const std::shared_ptr<CausalLM>& net, NetworkHelper& helper) { apply(*net, helper); }
+  // QUANTIZE with the calibration driver's options: hooks around each layer, resuming
+  // (framework/calibration.h; layer-streamed quantization, framework/stream_quantize.h, uses them).
+  void apply(CausalLM& net, NetworkHelper& helper, const LayerwiseOptions& options);
   // Asks the backend (config.backend; "auto" picks the best that supports each layer) for the real
   // kernel of every quantized linear and releases the float weights.
   void convert(CausalLM& net);

@@ -177,8 +177,33 @@ void run_layerwise(CausalLM& net, NetworkHelper& helper, const PTQConfig& config
                                       [](const auto& stage) { return stage->needs_calibration_data(); });
   const int64_t batch = std::max<int64_t>(1, options.batch_size);
 
+  const int64_t layers = net.num_decoder_layers();
+  PTQ_CHECK(options.first_layer >= 0 && options.first_layer <= layers,
+            "calibration: resuming at decoder layer {}, but the network has {}", options.first_layer, layers);
+  if (options.initial_report) report = *options.initial_report;
+  auto before = [&](int64_t step) {
+    if (options.before_step) options.before_step(step);
+  };
+  auto after = [&](int64_t step, const torch::Tensor& next) {
+    if (options.after_step) options.after_step(step, next);
+  };
+
   torch::Tensor hidden, positions;
-  if (needs_data) {
+  if (options.first_layer > 0) {
+    if (needs_data) {
+      hidden = options.first_inputs;
+      PTQ_CHECK(hidden.defined() && hidden.dim() == 3,
+                "calibration: resuming at decoder layer {} needs its calibration inputs [N, T, C]",
+                options.first_layer);
+      check_finite_inputs(hidden, fmt::format("the recorded inputs of decoder layer {}", options.first_layer));
+      positions = torch::arange(hidden.size(1), torch::TensorOptions().dtype(torch::kInt64).device(hidden.device()))
+                      .unsqueeze(0);
+    }
+  } else if (!needs_data) {
+    before(kEmbeddingStep);
+    after(kEmbeddingStep, {});
+  } else {
+    before(kEmbeddingStep);
     torch::Tensor tokens = options.tokens;
     if (!tokens.defined()) {
       const std::string file = resolve_calibration_file(config.calibration);
@@ -204,6 +229,7 @@ void run_layerwise(CausalLM& net, NetworkHelper& helper, const PTQConfig& config
                         "the embeddings of the calibration tokens (inputs of decoder layer 0)");
     positions = torch::arange(tokens.size(1), torch::TensorOptions().dtype(torch::kInt64).device(hidden.device()))
                     .unsqueeze(0);
+    after(kEmbeddingStep, hidden);
   }
 
   // Runs one decoder layer (or the head) over `hidden` in mini-batches.
@@ -222,10 +248,11 @@ void run_layerwise(CausalLM& net, NetworkHelper& helper, const PTQConfig& config
     return index == kHeadLayer ? torch::Tensor() : torch::cat(outputs, 0);
   };
 
-  const int64_t layers = net.num_decoder_layers();
   Progress progress(needs_data ? "calibrating" : "quantizing", layers + 1, "layers");
-  for (int64_t index = 0; index <= layers; ++index) {
+  if (options.first_layer > 0) progress.advance(options.first_layer, fmt::format("resumed at layer {}", options.first_layer));
+  for (int64_t index = options.first_layer; index <= layers; ++index) {
     const int64_t layer = index == layers ? kHeadLayer : index;
+    before(layer);
     LayerContext ctx{net, helper, config, report, layer, layer_linears(net, layer), hidden, positions,
                      [&run, layer] { return run(layer); }};
     for (const auto& stage : stages) stage->process(ctx);
@@ -237,6 +264,7 @@ void run_layerwise(CausalLM& net, NetworkHelper& helper, const PTQConfig& config
         fail_non_finite_layer(layer, ctx.linears, ctx.run_layer);
       hidden = next;
     }
+    after(layer, layer == kHeadLayer ? torch::Tensor() : hidden);
     progress.advance(1, layer == kHeadLayer ? "head" : fmt::format("layer {}", layer));
   }
   progress.finish();

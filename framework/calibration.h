@@ -12,7 +12,9 @@
 // stages undefined inputs (RTN).
 #pragma once
 
+#include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -31,11 +33,29 @@ torch::Tensor sample_calibration_tokens(const std::string& text_file, const Toke
 // else ../shared/data/corpus/train_00.txt next to the source tree. Throws when none exists.
 std::string resolve_calibration_file(const CalibrationConfig& calibration, const std::string& fallback = "");
 
+// The step before decoder layer 0 in LayerwiseOptions' hooks: embedding the calibration tokens.
+inline constexpr int64_t kEmbeddingStep = -2;
+
 struct LayerwiseOptions {
   // Samples per forward call of one layer (bounds the activation working set).
   int64_t batch_size = 8;
   // Calibration tokens [N, T]; undefined: sampled from the config's file when a stage needs data.
   torch::Tensor tokens;
+
+  // ---- layer-streamed and resumed runs (framework/stream_quantize.h) ----
+  // Each step -- kEmbeddingStep, the decoder layers 0..L-1, then kHeadLayer -- is bracketed by
+  // before_step(step) (load its weights) and after_step(step, next_inputs) (write its tensors,
+  // release them, record progress); next_inputs are the next layer's calibration inputs (the
+  // embeddings after kEmbeddingStep, the layer's outputs after a layer; undefined for the head and in
+  // a data-free pass).
+  std::function<void(int64_t step)> before_step;
+  std::function<void(int64_t step, const torch::Tensor& next_inputs)> after_step;
+  // Resume: the steps before decoder layer `first_layer` are done (the embedding step too);
+  // first_inputs are its calibration inputs [N, T, C] (required when a stage needs data) and
+  // initial_report is what the report held after the last finished layer.
+  int64_t first_layer = 0;
+  torch::Tensor first_inputs;
+  std::optional<QuantizationReport> initial_report;
 };
 
 // Runs `stages` over every decoder layer and then the head, as described above.

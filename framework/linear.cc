@@ -2,14 +2,22 @@
 
 #include <torch/torch.h>
 
+#include "framework/deferred_weights.h"
+
 namespace ptq {
 
 LinearImpl::LinearImpl(int64_t in_features, int64_t out_features, bool with_bias)
     : in_features_(in_features), out_features_(out_features) {
   // Weights are overwritten by the loader; the init only matters for tests that train or use random nets.
-  weight = register_parameter("weight", torch::randn({out_features, in_features}) / std::sqrt(double(in_features)),
+  // Under a DeferredWeightsGuard (layer-streamed quantization) they are placeholders, loaded later.
+  const bool defer = deferred_weights_active();
+  weight = register_parameter("weight",
+                              defer ? deferred_placeholder({out_features, in_features})
+                                    : torch::randn({out_features, in_features}) / std::sqrt(double(in_features)),
                               /*requires_grad=*/false);
-  if (with_bias) bias = register_parameter("bias", torch::zeros({out_features}), /*requires_grad=*/false);
+  if (with_bias)
+    bias = register_parameter("bias", defer ? deferred_placeholder({out_features}) : torch::zeros({out_features}),
+                              /*requires_grad=*/false);
 }
 
 torch::Tensor LinearImpl::forward(const torch::Tensor& x) {

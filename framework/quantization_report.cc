@@ -6,6 +6,7 @@
 #include <map>
 #include <tuple>
 
+#include "framework/error.h"
 #include "framework/table.h"
 
 namespace ptq {
@@ -134,6 +135,30 @@ nlohmann::json QuantizationReport::to_json() const {
           {"fallbacks", fallback_count()},
           {"float_bytes", float_bytes()},
           {"quantized_bytes", quantized_bytes()}};
+}
+
+QuantizationReport QuantizationReport::from_json(const nlohmann::json& j) {
+  QuantizationReport report;
+  try {
+    for (const auto& l : j.at("layers")) {
+      LayerRecord r;
+      r.name = l.at("name").get<std::string>();
+      r.scheme = l.at("scheme").get<std::string>();
+      r.algorithm = l.at("algorithm").get<std::string>();
+      r.in_features = l.at("in_features").get<int64_t>();
+      r.out_features = l.at("out_features").get<int64_t>();
+      r.float_bytes = l.at("float_bytes").get<int64_t>();
+      r.quantized_bytes = l.at("quantized_bytes").get<int64_t>();
+      r.relative_error = l.at("relative_error").is_null() ? -1.0 : l.at("relative_error").get<double>();
+      r.fallback = l.at("fallback").get<std::string>();
+      r.backend = l.at("backend").get<std::string>();
+      r.backend_fallback_reason = l.at("backend_fallback_reason").get<std::string>();
+      report.layers_.push_back(std::move(r));
+    }
+  } catch (const nlohmann::json::exception& e) {
+    fail("quantization report: {}", e.what());
+  }
+  return report;
 }
 
 }  // namespace ptq

@@ -49,6 +49,8 @@ class QuantizationReport {
   // One row per layer.
   std::string layer_table() const;
   nlohmann::json to_json() const;
+  // The report to_json() wrote (a resumed run restores its report from it); throws on a malformed one.
+  static QuantizationReport from_json(const nlohmann::json& j);
 
  private:
   std::vector<LayerRecord> layers_;

@@ -341,6 +341,16 @@ torch::Tensor SafetensorsFile::tensor(const std::string& name) const {
       data, info.shape, [keep_alive](void*) {}, options);
 }
 
+void SafetensorsFile::release_pages(const std::string& name) const {
+  const SafetensorsTensorInfo& info = this->info(name);
+  const uintptr_t page = static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE));
+  const uintptr_t begin = reinterpret_cast<uintptr_t>(mapping_->data + data_offset_ + info.data_begin);
+  const uintptr_t end = begin + info.nbytes();
+  const uintptr_t first = (begin + page - 1) / page * page;  // pages wholly inside [begin, end)
+  const uintptr_t last = end / page * page;
+  if (last > first) ::madvise(reinterpret_cast<void*>(first), last - first, MADV_DONTNEED);
+}
+
 MappedRange SafetensorsFile::mapped_range() const {
   return MappedRange{mapping_->data, mapping_->size};
 }

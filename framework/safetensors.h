@@ -86,6 +86,12 @@ class SafetensorsFile {
   // The "__metadata__" map (empty when the file has none).
   const std::map<std::string, std::string>& metadata() const { return metadata_; }
   MappedRange mapped_range() const;
+  // Gives the pages that lie wholly inside tensor `name`'s bytes back to the kernel
+  // (madvise MADV_DONTNEED): they stop counting in this process's resident memory and are read
+  // from the file again if touched. Call it once the tensor has been copied out: a view of it still
+  // in use would see the file's bytes again (an in-place write to it would be lost). Layer-streamed
+  // quantization uses it so a model's mapped weights do not accumulate in memory.
+  void release_pages(const std::string& name) const;
   // Where the data section starts in the file: 8 + header length.
   uint64_t data_offset() const { return data_offset_; }
 
@@ -115,6 +121,8 @@ class TensorStore {
   const SafetensorsTensorInfo& info(const std::string& name) const;
   torch::Tensor tensor(const std::string& name) const;
   const SafetensorsFile& file_of(const std::string& name) const;
+  // SafetensorsFile::release_pages of the file holding `name`.
+  void release_pages(const std::string& name) const { lookup(name).release_pages(name); }
   const std::vector<std::shared_ptr<const SafetensorsFile>>& files() const { return files_; }
   // The "__metadata__" of every file merged; on a conflicting key the first file (in name order)
   // wins.
@@ -174,6 +182,13 @@ class SafetensorsShardWriter {
   // Throws ptq::Error on a duplicate name, an unsupported dtype or layout, or a failed shard write;
   // the writer stays usable after a rejected tensor.
   void add(const std::string& name, const torch::Tensor& tensor);
+  // Adds tensor `source_name` of a safetensors file under `name` without reading it into memory:
+  // its bytes are copied from the file (pread, a few MiB at a time) when its shard is written, so a
+  // checkpoint assembled from files already on disk (the parts of a layer-streamed run) needs no
+  // memory for its tensors. The CRC-32 comes from the file's "ptq_crc32" record when it has one
+  // (else it is computed from the file). The file must stay unchanged until finish().
+  void add_from_file(const std::string& name, const std::shared_ptr<const SafetensorsFile>& file,
+                     const std::string& source_name);
   // Returns the files written: the shards in order, then the index when there is one.
   std::vector<std::filesystem::path> finish();
 
@@ -188,6 +203,14 @@ class SafetensorsShardWriter {
   uint64_t max_shard_bytes_;
   std::map<std::string, std::string> metadata_;
   NamedTensors pending_;
+  // Tensors of pending_ whose bytes come from a file (add_from_file): pending_ holds a stand-in of
+  // the right dtype and shape (one stored element, stride 0).
+  struct FileSource {
+    std::shared_ptr<const SafetensorsFile> file;
+    std::string name;
+    uint32_t crc = 0;
+  };
+  std::map<std::string, FileSource> file_sources_;
   uint64_t pending_bytes_ = 0;
   std::vector<std::filesystem::path> temp_shards_;     // written, not yet renamed
   std::vector<std::vector<std::string>> shard_names_;  // tensor names of each written shard

@@ -9,6 +9,7 @@
 #include <cerrno>
 #include <cstring>
 #include <nlohmann/json.hpp>
+#include <functional>
 #include <sstream>
 
 #include "framework/error.h"
@@ -65,16 +66,53 @@ void write_all(int fd, const void* data, size_t size, const fs::path& path) {
   }
 }
 
+// Where a tensor's bytes come from: memory, or `size` bytes at `offset` of a file (add_from_file).
+struct BodyPart {
+  const torch::Tensor* tensor = nullptr;
+  fs::path file;
+  uint64_t offset = 0;
+  uint64_t size = 0;
+};
+
+// Calls `sink` with consecutive chunks of `size` bytes at `offset` of `path` (pread into a small
+// buffer: the bytes never all sit in memory, and no mapping's pages stay resident).
+void read_file_range(const fs::path& path, uint64_t offset, uint64_t size,
+                     const std::function<void(const uint8_t*, size_t)>& sink) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  PTQ_CHECK(fd >= 0, "{}: cannot open: {}", path.string(), std::strerror(errno));
+  std::vector<uint8_t> buffer(std::min<uint64_t>(size, uint64_t{4} << 20));
+  try {
+    while (size > 0) {
+      const ssize_t got = ::pread(fd, buffer.data(), std::min<uint64_t>(size, buffer.size()), static_cast<off_t>(offset));
+      if (got < 0 && errno == EINTR) continue;
+      PTQ_CHECK(got > 0, "{}: read failed at byte {}: {}", path.string(), offset,
+                got == 0 ? std::string("unexpected end of file") : std::string(std::strerror(errno)));
+      sink(buffer.data(), static_cast<size_t>(got));
+      offset += static_cast<uint64_t>(got);
+      size -= static_cast<uint64_t>(got);
+    }
+  } catch (...) {
+    ::close(fd);
+    throw;
+  }
+  ::close(fd);
+}
+
 // Writes `head` then each tensor's bytes to `path` (created or truncated), fsyncs and closes it. On
 // any failure removes `path` and throws. The only place that writes file contents.
-void write_file(const fs::path& path, const std::string& head,
-                const std::vector<const torch::Tensor*>& body) {
+void write_file(const fs::path& path, const std::string& head, const std::vector<BodyPart>& body) {
   const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   PTQ_CHECK(fd >= 0, "{}: cannot create: {}", path.string(), std::strerror(errno));
   try {
     write_all(fd, head.data(), head.size(), path);
-    for (const torch::Tensor* tensor : body)
-      if (tensor->nbytes() > 0) write_all(fd, tensor->data_ptr(), tensor->nbytes(), path);
+    for (const BodyPart& part : body) {
+      if (part.tensor) {
+        if (part.tensor->nbytes() > 0) write_all(fd, part.tensor->data_ptr(), part.tensor->nbytes(), path);
+      } else {
+        read_file_range(part.file, part.offset, part.size,
+                        [&](const uint8_t* data, size_t size) { write_all(fd, data, size, path); });
+      }
+    }
     PTQ_CHECK(::fsync(fd) == 0, "{}: fsync failed: {}", path.string(), std::strerror(errno));
   } catch (...) {
     ::close(fd);
@@ -93,8 +131,11 @@ void write_file(const fs::path& path, const std::string& head,
 // the data section starts 8-aligned, and every size of a larger type is a multiple of each smaller
 // one: every tensor then starts at a multiple of its own element size (the reference sorts by
 // alignment, then by name, for the same reason).
+// `from_files` maps a tensor name to where its bytes lie in a file (the tensor in `tensors` is then
+// only a stand-in of the right dtype and shape).
 void write_safetensors_file(const fs::path& path, const NamedTensors& tensors,
-                            const std::map<std::string, std::string>& metadata) {
+                            const std::map<std::string, std::string>& metadata,
+                            const std::map<std::string, BodyPart>& from_files = {}) {
   std::vector<size_t> order(tensors.size());
   for (size_t i = 0; i < order.size(); ++i) order[i] = i;
   std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) {
@@ -104,7 +145,7 @@ void write_safetensors_file(const fs::path& path, const NamedTensors& tensors,
   // ordered_json keeps the header in data order ("__metadata__" first), which makes it readable.
   nlohmann::ordered_json header = nlohmann::ordered_json::object();
   if (!metadata.empty()) header["__metadata__"] = metadata;
-  std::vector<const torch::Tensor*> body;
+  std::vector<BodyPart> body;
   uint64_t offset = 0;
   for (size_t i : order) {
     const auto& [name, tensor] = tensors[i];
@@ -113,7 +154,14 @@ void write_safetensors_file(const fs::path& path, const NamedTensors& tensors,
                     {"shape", tensor.sizes().vec()},
                     {"data_offsets", nlohmann::ordered_json::array({offset, offset + nbytes})}};
     offset += nbytes;
-    body.push_back(&tensor);
+    const auto file = from_files.find(name);
+    if (file != from_files.end()) {
+      body.push_back(file->second);
+    } else {
+      BodyPart part;
+      part.tensor = &tensor;
+      body.push_back(part);
+    }
   }
   std::string text;
   try {
@@ -218,14 +266,73 @@ void SafetensorsShardWriter::add(const std::string& name, const torch::Tensor& t
   if (pending_bytes_ >= max_shard_bytes_) flush_shard();  // full: release the memory now
 }
 
+void SafetensorsShardWriter::add_from_file(const std::string& name, const std::shared_ptr<const SafetensorsFile>& file,
+                                           const std::string& source_name) {
+  PTQ_CHECK(!finished_, "{}: add_from_file(\"{}\") after finish()", folder_.string(), name);
+  PTQ_CHECK(file != nullptr, "{}: add_from_file(\"{}\"): no file", folder_.string(), name);
+  PTQ_CHECK(!name.empty() && name != "__metadata__", "{}: tensor name \"{}\" is reserved or empty",
+            folder_.string(), name);
+  PTQ_CHECK(names_.count(name) == 0, "{}: tensor \"{}\" was already added", folder_.string(), name);
+  const SafetensorsTensorInfo& info = file->info(source_name);
+  PTQ_CHECK(info.dtype != torch::ScalarType::Undefined, "{}: tensor \"{}\" of {} has dtype {}, which this LibTorch cannot represent",
+            folder_.string(), source_name, file->path().string(), info.dtype_name);
+  FileSource source{file, source_name, 0};
+  bool recorded = false;
+  const auto record = file->metadata().find(kChecksumMetadataKey);
+  if (record != file->metadata().end()) {
+    const nlohmann::json crcs = nlohmann::json::parse(record->second, nullptr, /*allow_exceptions=*/false);
+    const auto it = crcs.is_object() ? crcs.find(source_name) : crcs.end();
+    if (it != crcs.end() && it->is_string()) {
+      source.crc = static_cast<uint32_t>(std::stoul(it->get<std::string>(), nullptr, 16));
+      recorded = true;
+    }
+  }
+  if (!recorded)
+    read_file_range(file->path(), file->data_offset() + info.data_begin, info.nbytes(),
+                    [&](const uint8_t* data, size_t size) { source.crc = crc32(data, size, source.crc); });
+  // A stand-in with the header's dtype and shape: one stored element, stride 0.
+  torch::Tensor stand_in = torch::zeros({1}, torch::TensorOptions().dtype(info.dtype));
+  stand_in = info.shape.empty() ? stand_in.reshape({}) : stand_in.expand(info.shape);
+  const uint64_t nbytes = info.nbytes();
+  PTQ_CHECK(nbytes == static_cast<uint64_t>(stand_in.numel()) * stand_in.element_size(),
+            "{}: tensor \"{}\" of {}: {} bytes for its shape and dtype", folder_.string(), source_name,
+            file->path().string(), nbytes);
+  if (!pending_.empty() && pending_bytes_ + nbytes > max_shard_bytes_) flush_shard();
+  pending_.emplace_back(name, std::move(stand_in));
+  file_sources_[name] = std::move(source);
+  pending_bytes_ += nbytes;
+  names_.insert(name);
+  total_bytes_ += nbytes;
+  if (pending_bytes_ >= max_shard_bytes_) flush_shard();
+}
+
 void SafetensorsShardWriter::flush_shard() {
   // The final name needs the shard count, known only at finish(): numbered temporaries until then.
   const fs::path temporary =
       temporary_path(folder_ / fmt::format("model-{:05d}.safetensors", temp_shards_.size() + 1));
-  // Each shard records the CRC-32 of its own tensors (framework/tensor_checksum.h).
+  // Each shard records the CRC-32 of its own tensors (framework/tensor_checksum.h), in the same
+  // form as tensor_checksums_metadata().
   std::map<std::string, std::string> metadata = metadata_;
-  metadata[kChecksumMetadataKey] = tensor_checksums_metadata(pending_);
-  write_safetensors_file(temporary, pending_, metadata);
+  std::map<std::string, BodyPart> from_files;
+  nlohmann::ordered_json checksums = nlohmann::ordered_json::object();
+  for (const auto& [name, tensor] : pending_) {
+    const auto source = file_sources_.find(name);
+    if (source == file_sources_.end()) {
+      checksums[name] = fmt::format("{:08x}", crc32(tensor.data_ptr(), tensor.nbytes()));
+      continue;
+    }
+    const SafetensorsFile& file = *source->second.file;
+    const SafetensorsTensorInfo& info = file.info(source->second.name);
+    BodyPart part;
+    part.file = file.path();
+    part.offset = file.data_offset() + info.data_begin;
+    part.size = info.nbytes();
+    from_files[name] = part;
+    checksums[name] = fmt::format("{:08x}", source->second.crc);
+  }
+  metadata[kChecksumMetadataKey] = checksums.dump();
+  write_safetensors_file(temporary, pending_, metadata, from_files);
+  for (const auto& item : pending_) file_sources_.erase(item.first);
   temp_shards_.push_back(temporary);
   std::vector<std::string> names;
   for (const auto& item : pending_) names.push_back(item.first);

@@ -4,6 +4,7 @@
 
 #include <set>
 
+#include "framework/deferred_weights.h"
 #include "framework/error.h"
 #include "framework/torch_format.h"
 #include "framework/log.h"
@@ -52,6 +53,31 @@ void load_llama_weights(LlamaForCausalLM& network, const fs::path& model_dir) {
 std::shared_ptr<LlamaForCausalLM> load_llama(const fs::path& model_dir, const LoadOptions& options) {
   PTQ_CHECK(fs::is_directory(model_dir), "{}: not a folder (expected a Hugging Face model folder)", model_dir.string());
   ModelSpec spec = ModelSpec::from_file(model_dir / "config.json");
+  if (options.defer_weights) {
+    std::shared_ptr<LlamaForCausalLM> network;
+    {
+      DeferredWeightsGuard deferred;
+      network = std::make_shared<LlamaForCausalLM>(spec);
+    }
+    const TensorStore store = TensorStore::open(model_dir);
+    for (const auto& item : network->named_parameters(/*recurse=*/true)) {
+      const std::string& name = item.key();
+      if (!store.has(name)) {
+        PTQ_CHECK(name == "lm_head.weight" && spec.tie_word_embeddings,
+                  "{}: tensor \"{}\" is missing (the config describes a {} with {} layers)", model_dir.string(), name,
+                  spec.architecture, spec.num_layers);
+        continue;
+      }
+      const SafetensorsTensorInfo& info = store.info(name);
+      PTQ_CHECK(info.shape == item.value().sizes().vec(),
+                "{}: tensor \"{}\" has shape {}, but config.json implies {}", model_dir.string(), name,
+                fmt::join(info.shape, "x"), fmt::join(item.value().sizes(), "x"));
+    }
+    network->source_dir = model_dir;
+    if (options.compute_dtype != torch::kFloat32) network->set_compute_dtype(options.compute_dtype);
+    network->eval();
+    return network;
+  }
   auto network = std::make_shared<LlamaForCausalLM>(spec);
   load_llama_weights(*network, model_dir);
   network->source_dir = model_dir;

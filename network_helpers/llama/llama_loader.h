@@ -13,6 +13,11 @@ namespace ptq {
 struct LoadOptions {
   torch::ScalarType compute_dtype = torch::kFloat32;  // bf16/fp16 weights are converted at load
   torch::Device device = torch::kCPU;
+  // Build the network with placeholder weights (framework/deferred_weights.h) and load nothing: the
+  // checkpoint is only checked to hold every parameter with the right shape. For layer-streamed
+  // quantization (framework/stream_quantize.h), which loads one layer at a time; `device` is then
+  // the caller's to apply per layer.
+  bool defer_weights = false;
 };
 
 // Every parameter of the network must be in the checkpoint with the expected shape (lm_head.weight may

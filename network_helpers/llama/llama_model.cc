@@ -3,6 +3,7 @@
 #include <torch/torch.h>
 
 #include "framework/attention.h"
+#include "framework/deferred_weights.h"
 #include "framework/error.h"
 #include "framework/torch_format.h"
 #include "network_helpers/llama/rotary.h"
@@ -10,7 +11,8 @@
 namespace ptq {
 
 RMSNormImpl::RMSNormImpl(int64_t size, double eps_) : eps(eps_) {
-  weight = register_parameter("weight", torch::ones({size}), /*requires_grad=*/false);
+  weight = register_parameter("weight", deferred_weights_active() ? deferred_placeholder({size}) : torch::ones({size}),
+                              /*requires_grad=*/false);
 }
 
 torch::Tensor RMSNormImpl::forward(const torch::Tensor& x) {
@@ -20,7 +22,9 @@ torch::Tensor RMSNormImpl::forward(const torch::Tensor& x) {
 }
 
 EmbeddingImpl::EmbeddingImpl(int64_t vocab, int64_t dim) {
-  weight = register_parameter("weight", torch::randn({vocab, dim}) * 0.02, /*requires_grad=*/false);
+  weight = register_parameter(
+      "weight", deferred_weights_active() ? deferred_placeholder({vocab, dim}) : torch::randn({vocab, dim}) * 0.02,
+      /*requires_grad=*/false);
 }
 
 torch::Tensor EmbeddingImpl::forward(const torch::Tensor& ids) {
@@ -115,7 +119,9 @@ void LlamaForCausalLM::set_compute_dtype(torch::ScalarType dtype) {
   PTQ_CHECK(dtype == torch::kFloat32 || dtype == torch::kBFloat16 || dtype == torch::kFloat16,
             "compute dtype must be float32, bfloat16 or float16");
   torch::NoGradGuard no_grad;
-  for (auto& p : parameters()) p.set_data(p.to(dtype));
+  // A placeholder (a network built for layer-streamed quantization) gets a placeholder of the new
+  // dtype: converting it would allocate the whole tensor.
+  for (auto& p : parameters()) p.set_data(is_deferred(p) ? deferred_placeholder(p.sizes(), dtype) : p.to(dtype));
   if (spec_.tie_word_embeddings) tie_embeddings();
   compute_dtype_ = dtype;
 }

@@ -13,6 +13,7 @@
 #include "framework/table.h"
 #include "network_helpers/eval/perplexity.h"
 #include "tools/ptq/cli_common.h"
+#include "tools/ptq/cmd_quantize_stream.h"
 
 namespace ptq::cli {
 namespace fs = std::filesystem;
@@ -27,11 +28,20 @@ struct QuantizeOptions {
   PerplexityCliOptions eval;
   bool layers = false;
   bool json = false;
+  bool stream = false;  // --stream: layer-streamed (tools/ptq/cmd_quantize_stream.h)
+  bool resume = false;  // --resume: continue an interrupted --stream run
 };
 
 void run_quantize(const QuantizeOptions& o, const GlobalOptions& globals) {
   apply_runtime_options(globals, o.json);
   PTQConfig config = load_quantize_recipe(o.config, o.quantize);
+  if (o.stream || o.resume) {
+    PTQ_CHECK(o.quantize.inject_outliers.empty() && o.eval_data.empty(),
+              "--stream/--resume never hold the whole model in memory, so they cannot take --inject-outliers or "
+              "--eval-data (evaluate the checkpoint with `ptq eval` afterwards)");
+    run_streamed_quantize({o.model, o.config, config, o.out, o.resume, o.layers, o.json}, globals);
+    return;
+  }
   LoadedModel loaded = load_model(o.model);
   CausalLM& net = *loaded.network;
   apply_outlier_injection(loaded, o.quantize.inject_outliers);
@@ -109,6 +119,13 @@ void add_quantize_command(CLI::App& app, const GlobalOptions& globals) {
   options->eval.add_to(*cmd, " (with --eval-data)");
   cmd->add_flag("--layers", options->layers, "Print one row per linear layer");
   cmd->add_flag("--json", options->json, "Print one JSON object (report, sizes, perplexities)");
+  cmd->add_flag("--stream", options->stream,
+                "Layer-streamed: load one decoder layer's float weights at a time from the memory-mapped model, "
+                "write its quantized tensors, release it; the same checkpoint in about one layer of memory. Records "
+                "progress in OUT.partial after each layer (docs/ROBUSTNESS.md)");
+  cmd->add_flag("--resume", options->resume,
+                "Continue an interrupted --stream run from OUT.partial (same arguments; refused if they differ); "
+                "implies --stream");
   cmd->callback([options, &globals] { run_quantize(*options, globals); });
 }
 

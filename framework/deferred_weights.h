@@ -1,0 +1,41 @@
+// Networks built without their weights, for layer-streamed quantization (framework/stream_quantize.h).
+//
+// While a DeferredWeightsGuard is alive on a thread, the parameter-creating constructors of the slots
+// (ptq::Linear) and of the model families (norms, embeddings) give every parameter a placeholder
+// instead of initialising it: a tensor of the right shape and dtype whose elements all alias ONE
+// stored NaN (stride 0). A network of placeholders costs a few bytes per parameter, still answers
+// sizes() (the loader checks shapes against it), refuses in-place writes (PyTorch rejects writes to
+// overlapping memory), and turns any accidental read into NaN, which the calibration driver's
+// non-finite guard reports, instead of silently computing with made-up weights.
+//
+// LibTorch 1.13 cannot set_data() a meta tensor to a CPU one, which is why this is not the meta
+// device.
+#pragma once
+
+#include <torch/types.h>
+
+#include <vector>
+
+namespace ptq {
+
+class DeferredWeightsGuard {
+ public:
+  DeferredWeightsGuard();
+  ~DeferredWeightsGuard();
+  DeferredWeightsGuard(const DeferredWeightsGuard&) = delete;
+  DeferredWeightsGuard& operator=(const DeferredWeightsGuard&) = delete;
+
+ private:
+  bool previous_;
+};
+
+// Whether a DeferredWeightsGuard is alive on this thread.
+bool deferred_weights_active();
+
+// A placeholder of this shape and dtype (CPU).
+torch::Tensor deferred_placeholder(torch::IntArrayRef shape, torch::ScalarType dtype = torch::kFloat32);
+
+// Whether `t` is a placeholder: more than one element, all strides 0.
+bool is_deferred(const torch::Tensor& t);
+
+}  // namespace ptq
