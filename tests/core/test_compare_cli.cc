@@ -174,6 +174,25 @@ TEST_F(CompareCli, JsonHasTheFieldsAndMatchesEvalAndQuantize) {
   EXPECT_LT(file_bytes, weight_bytes + 64 * 1024) << "the header is a few KB";
 }
 
+TEST_F(CompareCli, OneBaselinePerWeightWidth) {
+  const CommandResult r = run_ptq(fmt::format("--quiet compare {} --baseline w4_rtn_g32 --baseline w8a16_rtn --json '{}' '{}' '{}'",
+                                              common(), rtn4_, w8_, gptq4_));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const json rows = json::parse(r.out).at("rows");
+  ASSERT_EQ(rows.size(), 4u);
+  EXPECT_EQ(rows[0].at("baseline"), "w4_rtn_g32");  // float: 0 against any
+  EXPECT_EQ(rows[1].at("baseline"), "w4_rtn_g32");
+  EXPECT_EQ(rows[2].at("baseline"), "w8a16_rtn");
+  EXPECT_EQ(rows[3].at("baseline"), "w4_rtn_g32");
+  EXPECT_DOUBLE_EQ(rows[2].at("eval")[0].at("gap_ratio").get<double>(), 1.0);
+  EXPECT_EQ(rows[0].at("eval")[0].at("gap_ratio").get<double>(), 0.0);
+
+  const CommandResult twice = run_ptq(fmt::format("compare {} --baseline w4_rtn_g32 --baseline w4_gptq_g32 '{}' '{}'",
+                                                  common(), rtn4_, gptq4_));
+  EXPECT_EQ(twice.exit_code, 1);
+  EXPECT_CONTAINS(twice.err, "a second baseline for int4 weights");
+}
+
 TEST_F(CompareCli, BadConfigPathIsAnErrorNamingIt) {
   const CommandResult r = run_ptq(fmt::format("compare {} '{}' /nonexistent/w4_typo.json", common(), rtn4_));
   EXPECT_EQ(r.exit_code, 1);

@@ -1,7 +1,8 @@
 // ptq compare: the report program of docs/ACCURACY.md. One float model, several recipes: each recipe is
 // quantized in memory the way `ptq quantize` does it (load, apply, convert; timed, calibration
 // included), then every --data text is scored; one table (or JSON) has float and each recipe with weight
-// bytes, quantize seconds, perplexity, change vs float and the gap ratio vs a --baseline recipe.
+// bytes, quantize seconds, perplexity, change vs float and the gap ratio vs a --baseline recipe (one
+// per weight bit width when several are given).
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
@@ -31,7 +32,7 @@ struct CompareOptions {
   std::vector<std::string> data;
   PerplexityCliOptions eval;    // --protocol, --window, --batch, --max-windows
   QuantizeCliOptions quantize;  // --calib, --backend, --inject-outliers
-  std::string baseline;
+  std::vector<std::string> baselines;
   std::string save_dir;
   std::string json_file;  // --json-file: the JSON object also written here
   bool markdown = false;
@@ -56,7 +57,13 @@ struct Row {
   int64_t quantized_layers = 0;
   int64_t fallbacks = 0;
   std::vector<double> ppl;  // per data set
+  QuantDtype weight_dtype = QuantDtype::kNone;
+  const Row* baseline = nullptr;  // the row its gap ratio divides by
 };
+
+bool is_recipe(const Row& row, const std::string& recipe) {
+  return !row.config.empty() && (row.recipe == recipe || row.config == recipe);
+}
 
 std::string recipe_name(const std::string& config_file) { return fs::path(config_file).stem().string(); }
 
@@ -112,7 +119,7 @@ void run_recipe(const CompareOptions& o, const PTQConfig& config, std::vector<Da
 }
 
 nlohmann::json to_json(const CompareOptions& o, const PerplexityOptions& eval_options,
-                       const std::vector<DataSet>& sets, const std::vector<Row>& rows, const Row* baseline) {
+                       const std::vector<DataSet>& sets, const std::vector<Row>& rows) {
   nlohmann::json data = nlohmann::json::array();
   for (const DataSet& set : sets)
     data.push_back({{"label", set.label}, {"path", set.path}, {"tokens", static_cast<int64_t>(set.ids.size())}});
@@ -133,13 +140,17 @@ nlohmann::json to_json(const CompareOptions& o, const PerplexityOptions& eval_op
       j["fallbacks"] = row.fallbacks;
     }
     if (row.file_bytes >= 0) j["file_bytes"] = row.file_bytes;
+    if (!o.baselines.empty()) j["baseline"] = row.baseline ? nlohmann::json(row.baseline->recipe) : nlohmann::json();
+    const Row* baseline = row.baseline;
     nlohmann::json evals = nlohmann::json::array();
     for (size_t d = 0; d < row.ppl.size(); ++d) {
       nlohmann::json e = {{"data", sets[d].label},
                           {"ppl", row.ppl[d]},
                           {"change_percent", change_percent(row.ppl[d], float_row.ppl[d])}};
-      if (baseline && d < baseline->ppl.size()) {
-        const auto ratio = gap_ratio(row.ppl[d], float_row.ppl[d], baseline->ppl[d]);
+      if (!o.baselines.empty()) {
+        const auto ratio = baseline && d < baseline->ppl.size()
+                               ? gap_ratio(row.ppl[d], float_row.ppl[d], baseline->ppl[d])
+                               : std::nullopt;
         e["gap_ratio"] = ratio ? nlohmann::json(*ratio) : nlohmann::json();
       }
       evals.push_back(e);
@@ -155,17 +166,19 @@ nlohmann::json to_json(const CompareOptions& o, const PerplexityOptions& eval_op
           {"max_windows", eval_options.max_windows},
           {"calib", o.quantize.calib},
           {"inject_outliers", o.quantize.inject_outliers},
-          {"baseline", o.baseline.empty() ? nlohmann::json() : nlohmann::json(o.baseline)},
+          {"baseline", o.baselines.size() == 1 ? nlohmann::json(o.baselines[0]) : nlohmann::json()},
+          {"baselines", o.baselines},
           {"data", data},
           {"rows", out_rows}};
 }
 
-Table to_table(const std::vector<DataSet>& sets, const std::vector<Row>& rows, const Row* baseline) {
+Table to_table(const CompareOptions& o, const std::vector<DataSet>& sets, const std::vector<Row>& rows) {
+  const bool ratios = !o.baselines.empty();
   std::vector<std::string> header = {"recipe", "weight bytes", "quantize s"};
   for (const DataSet& set : sets) {
     header.push_back(set.label + " ppl");
     header.push_back("change");
-    if (baseline) header.push_back("gap vs " + baseline->recipe);
+    if (ratios) header.push_back(o.baselines.size() == 1 ? "gap vs " + o.baselines[0] : "gap vs baseline");
   }
   Table table(header);
   const Row& float_row = rows.front();
@@ -176,14 +189,16 @@ Table to_table(const std::vector<DataSet>& sets, const std::vector<Row>& rows, c
       if (!row.error.empty() || d >= row.ppl.size()) {
         cells.push_back(d == 0 && !row.error.empty() ? "failed" : "");
         cells.push_back("");
-        if (baseline) cells.push_back("");
+        if (ratios) cells.push_back("");
         continue;
       }
       cells.push_back(fmt::format("{:.4f}", row.ppl[d]));
       cells.push_back(fmt::format("{:+.3f}%", change_percent(row.ppl[d], float_row.ppl[d])));
-      if (baseline) {
-        const auto ratio =
-            d < baseline->ppl.size() ? gap_ratio(row.ppl[d], float_row.ppl[d], baseline->ppl[d]) : std::nullopt;
+      if (ratios) {
+        const Row* baseline = row.baseline;
+        const auto ratio = baseline && d < baseline->ppl.size()
+                               ? gap_ratio(row.ppl[d], float_row.ppl[d], baseline->ppl[d])
+                               : std::nullopt;
         cells.push_back(ratio ? fmt::format("{:.2f}", *ratio) : "");
       }
     }
@@ -201,12 +216,16 @@ void run_compare(const CompareOptions& o, const GlobalOptions& globals) {
     recipes.emplace_back(file, load_quantize_recipe(file, o.quantize));
   }
   if (!o.quantize.inject_outliers.empty()) parse_outlier_injection(o.quantize.inject_outliers);
-  if (!o.baseline.empty()) {
-    const bool found = std::any_of(recipes.begin(), recipes.end(), [&](const auto& r) {
-      return recipe_name(r.first) == o.baseline || r.first == o.baseline;
+  std::set<std::string> baseline_bits;
+  for (const std::string& baseline : o.baselines) {
+    const auto found = std::find_if(recipes.begin(), recipes.end(), [&](const auto& r) {
+      return recipe_name(r.first) == baseline || r.first == baseline;
     });
-    PTQ_CHECK(found, "--baseline {}: not one of the recipes given (name a config's file stem, e.g. {})", o.baseline,
-              recipes.empty() ? std::string("w4a16_rtn_g128") : recipe_name(recipes.front().first));
+    PTQ_CHECK(found != recipes.end(), "--baseline {}: not one of the recipes given (name a config's file stem, e.g. {})",
+              baseline, recipes.empty() ? std::string("w4a16_rtn_g128") : recipe_name(recipes.front().first));
+    PTQ_CHECK(o.baselines.size() == 1 || baseline_bits.insert(to_string(found->second.weight_quant_dtype)).second,
+              "--baseline {}: a second baseline for {} weights (give one per weight bit width)", baseline,
+              to_string(found->second.weight_quant_dtype));
   }
   const PerplexityOptions eval_options = o.eval.resolve(/*show_progress=*/!o.json && !globals.quiet);
   std::vector<DataSet> sets = data_sets(o.data);
@@ -236,6 +255,7 @@ void run_compare(const CompareOptions& o, const GlobalOptions& globals) {
     row.recipe = recipe_name(file);
     row.config = file;
     row.summary = config.summary();
+    row.weight_dtype = config.weight_quant_dtype;
     log_info("[{}/{}] {}: {}", i + 2, total, row.recipe, row.summary);
     try {
       run_recipe(o, config, sets, eval_options, row);
@@ -252,13 +272,18 @@ void run_compare(const CompareOptions& o, const GlobalOptions& globals) {
     rows.push_back(row);
   }
 
-  const Row* baseline = nullptr;
-  for (const Row& row : rows)
-    if (row.recipe != "float" && (row.recipe == o.baseline || row.config == o.baseline) && row.error.empty())
-      baseline = &row;
-  if (!o.baseline.empty() && !baseline) log_warning("--baseline {} failed: no gap ratios", o.baseline);
-
-  const nlohmann::json result = to_json(o, eval_options, sets, rows, baseline);
+  // One baseline divides every row; several: each row by the baseline of its weight bit width.
+  for (const std::string& name : o.baselines) {
+    const auto it = std::find_if(rows.begin(), rows.end(), [&](const Row& row) { return is_recipe(row, name); });
+    if (it == rows.end() || !it->error.empty()) {
+      log_warning("--baseline {} failed: no gap ratios against it", name);
+      continue;
+    }
+    for (Row& row : rows)
+      if (o.baselines.size() == 1 || row.config.empty() || row.weight_dtype == it->weight_dtype)
+        if (!row.baseline) row.baseline = &*it;
+  }
+  const nlohmann::json result = to_json(o, eval_options, sets, rows);
   if (!o.json_file.empty()) {
     std::ofstream file(o.json_file);
     file << result.dump(2) << "\n";
@@ -267,7 +292,7 @@ void run_compare(const CompareOptions& o, const GlobalOptions& globals) {
   if (o.json) {
     print_json(result);
   } else {
-    const Table table = to_table(sets, rows, baseline);
+    const Table table = to_table(o, sets, rows);
     if (o.markdown) {
       std::cout << table.to_markdown();
     } else {
@@ -302,8 +327,10 @@ void add_compare_command(CLI::App& app, const GlobalOptions& globals) {
       ->allow_extra_args(false);
   options->eval.add_to(*cmd);
   options->quantize.add_to(*cmd);
-  cmd->add_option("--baseline", options->baseline,
-                  "Recipe (config file stem, e.g. w4a16_rtn_g128) whose gap to float the others are divided by");
+  cmd->add_option("--baseline", options->baselines,
+                  "Recipe (config file stem, e.g. w4a16_rtn_g128) whose gap to float the others are divided by; "
+                  "repeatable, one per weight bit width (each row then uses the one of its width)")
+      ->allow_extra_args(false);
   cmd->add_option("--save-dir", options->save_dir, "Also save each recipe's checkpoint to DIR/<recipe>");
   cmd->add_flag("--markdown", options->markdown, "Print the table as GitHub Markdown (for docs)");
   cmd->add_option("--json-file", options->json_file, "Also write the JSON object to FILE (with the table on stdout)");
