@@ -310,7 +310,7 @@ const json& PTQConfig::default_algo_args() {
         {"block_size", 128},
         {"act_order", false},
         {"static_groups", false},
-        {"mse", false}}},
+        {"mse", true}}},
       {"rtn", {{"clip_ratio", 1.0}}},
   };
   return defaults;

@@ -125,8 +125,8 @@ TEST(GptqQuantize, LowersTheOutputErrorBelowRoundToNearestOnEveryLinear) {
   act_order_static.static_groups = true;
   GptqOptions small_blocks;  // groups of 32 across blocks of 24: the lazy updates between blocks
   small_blocks.block_size = 24;
-  GptqOptions mse;
-  mse.mse = true;
+  GptqOptions minmax;  // the reference's default ranges
+  minmax.mse = false;
   const std::vector<Case> cases = {
       {spec(4, 32, false), GptqOptions{}, "int4 g32 asym"},
       {spec(4, 32, true), GptqOptions{}, "int4 g32 sym"},
@@ -134,8 +134,8 @@ TEST(GptqQuantize, LowersTheOutputErrorBelowRoundToNearestOnEveryLinear) {
       {spec(4, 32, false), act_order, "int4 g32 asym act-order"},
       {spec(4, 32, false), act_order_static, "int4 g32 asym act-order static"},
       {spec(4, 32, false), small_blocks, "int4 g32 asym block 24"},
-      {spec(4, 32, false), mse, "int4 g32 asym mse range"},
-      {spec(3, 32, true), mse, "int3 g32 sym mse range"},
+      {spec(4, 32, false), minmax, "int4 g32 asym min/max range"},
+      {spec(3, 32, true), minmax, "int3 g32 sym min/max range"},
       {spec(8, kPerChannel, true), GptqOptions{}, "int8 per-channel sym"},
       {spec(4, kPerTensor, true), GptqOptions{}, "int4 per-tensor sym"}};
   for (const Case& c : cases) {
@@ -200,17 +200,17 @@ TEST(GptqQuantize, MseRangeSearchNeverRoundsARowWorseThanMinMax) {
   // With H = I no column's error reaches another: GPTQ is round-to-nearest with its group ranges,
   // so the per-row rounding error shows the range search alone.
   const torch::Tensor identity = torch::eye(64);
-  GptqOptions mse;
-  mse.mse = true;
+  GptqOptions mse, minmax;
+  minmax.mse = false;
   for (bool symmetric : {false, true}) {
     const WeightQuantSpec s = spec(4, 32, symmetric);
     auto row_error = [&](const GptqOptions& options) {
       const torch::Tensor q = gptq_quantize(w, identity, s, options, "mse").weight.dequantize();
       return (q - w).abs().pow(2.4).view({16, 2, 32}).sum(2);  // [rows, groups]
     };
-    const torch::Tensor searched = row_error(mse), minmax = row_error(GptqOptions{});
-    EXPECT_TRUE(searched.le(minmax * (1 + 1e-6)).all().item<bool>()) << "symmetric " << symmetric;
-    const double ratio = searched.sum().item<double>() / minmax.sum().item<double>();
+    const torch::Tensor searched = row_error(mse), unsearched = row_error(minmax);
+    EXPECT_TRUE(searched.le(unsearched * (1 + 1e-6)).all().item<bool>()) << "symmetric " << symmetric;
+    const double ratio = searched.sum().item<double>() / unsearched.sum().item<double>();
     EXPECT_LT(ratio, 0.98) << "symmetric " << symmetric;  // measured 0.96 asymmetric, < 0.9 symmetric
   }
 }
