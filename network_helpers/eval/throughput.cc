@@ -19,6 +19,13 @@ int64_t peak_rss_bytes() {
   return 0;
 }
 
+bool reset_peak_rss() {
+  std::ofstream clear_refs("/proc/self/clear_refs");
+  clear_refs << "5";
+  clear_refs.flush();
+  return static_cast<bool>(clear_refs);
+}
+
 ThroughputResult measure_throughput(CausalLM& network, const ThroughputOptions& o) {
   PTQ_CHECK(o.prompt_tokens >= 1 && o.decode_tokens >= 0, "bench: prompt tokens must be >= 1");
   PTQ_CHECK(o.prompt_tokens + o.decode_tokens <= network.max_positions(),

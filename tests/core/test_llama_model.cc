@@ -10,6 +10,7 @@
 #include "model_fixtures.h"
 #include "network_helpers/eval/generation.h"
 #include "network_helpers/eval/perplexity.h"
+#include "network_helpers/eval/throughput.h"
 #include "network_helpers/llama/llama_network_helper.h"
 #include "test_util.h"
 
@@ -209,6 +210,35 @@ TEST(PerplexityErrors, WindowLongerThanTheModelsPositionsIsRefused) {
   options.window = 512;  // the tiny model has 256 positions
   options.show_progress = false;
   expect_error([&] { evaluate_perplexity(*net, ids, options); }, {"512", "256"});
+}
+
+TEST(Throughput, MeasuresPrefillDecodeAndTheCacheOfTheRun) {
+  testing::TinyNet t = testing::tiny_net();
+  ThroughputOptions options;
+  options.prompt_tokens = 16;
+  options.decode_tokens = 4;
+  options.repeats = 1;
+  const ThroughputResult r = measure_throughput(*t.net, options);
+  EXPECT_GT(r.prefill_tokens_per_second, 0);
+  EXPECT_GT(r.decode_tokens_per_second, 0);
+  EXPECT_NEAR(r.prefill_tokens_per_second * r.prefill_seconds, 16.0, 1e-6);
+  // float32 K and V of 2 layers, 2 KV heads of 16 dims, 20 positions.
+  EXPECT_EQ(r.kv_cache_bytes, 2 * 2 * 20 * 2 * 16 * 4);
+  EXPECT_GT(r.peak_rss_bytes, 0);
+
+  options.prompt_tokens = t.net->max_positions();
+  expect_error([&] { measure_throughput(*t.net, options); }, {"exceed", "positions"});
+}
+
+TEST(Throughput, PeakMemoryCanBeResetBetweenModels) {
+  constexpr int64_t kBytes = 256ll << 20;
+  {
+    torch::Tensor touched = torch::ones({kBytes}, torch::kUInt8);  // every page written
+    EXPECT_GE(peak_rss_bytes(), kBytes);
+  }
+  const int64_t after_free = peak_rss_bytes();
+  if (!reset_peak_rss()) GTEST_SKIP() << "this kernel does not let a process reset its VmHWM";
+  EXPECT_LT(peak_rss_bytes(), after_free - kBytes / 2);
 }
 
 }  // namespace
