@@ -2,10 +2,13 @@
 # Runs THERE, on the GPU device machine (CUDA, PyTorch's LibTorch, CMake, ninja, g++; no apt, no internet),
 # in the repository root, with .deps/root.tar.xz and (for --evals) .deps/shared carried along
 # (scripts/gpu/fetch_deps.sh makes both here; docs/GPU_BUILD.md).
-# Usage: scripts/gpu/build_and_run.sh [--no-tests] [--labels REGEX] [--evals] [--jobs N] [-- COMMAND ...]
+# Usage: scripts/gpu/build_and_run.sh [--no-tests] [--labels REGEX] [--evals] [--jobs N] [--targets 'T ...']
+#                                    [-- COMMAND ...]
 #   builds into build-gpu/, runs the core + tokenizer tests (--labels: other ctest labels, '' for none)
 #   and the CUDA-backend tests (ctest -L cuda, cuda.log), optionally the standard evaluations,
 #   then COMMAND (one shell line; PTQ, CUDA_REPORT, MODEL, HELDOUT, WIKITEXT are exported for it).
+#   --targets: build only these (e.g. 'ptq_cuda_tests cuda_kernel_report w4a16_decode_sweep': about a third
+#   of the full build).
 # Logs go to $OUT (the device tool's result folder; at most 8 files come back), else out/gpu/.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -14,13 +17,14 @@ OUT=${OUT:-$REPO/out/gpu}; mkdir -p "$OUT"
 DEPS=$REPO/.deps
 ROOT=$DEPS/root
 BUILD=$REPO/build-gpu
-RUN_TESTS=1; RUN_EVALS=0; JOBS=$(nproc); EXTRA=(); LABELS='core|tokenizer'
+RUN_TESTS=1; RUN_EVALS=0; JOBS=$(nproc); EXTRA=(); LABELS='core|tokenizer'; TARGETS=''
 while [ $# -gt 0 ]; do
   case $1 in
     --no-tests) RUN_TESTS=0 ;;
     --evals) RUN_EVALS=1 ;;
     --labels) LABELS=$2; shift ;;
     --jobs) JOBS=$2; shift ;;
+    --targets) TARGETS=$2; shift ;;
     --) shift; EXTRA=("$@"); break ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
@@ -81,8 +85,9 @@ cmake -S . -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release \
   -Dnlohmann_json_DIR="$ROOT/usr/share/cmake/nlohmann_json" -DCLI11_DIR="$ROOT/usr/share/cmake/CLI11" \
   -DPTQ_SHARED_DIR="$DEPS/shared" -DPTQ_BUILD_BENCHMARKS=OFF > "$OUT/build.log" 2>&1 \
   || { say "FAIL: configure (build.log)"; tail -40 "$OUT/build.log"; exit 1; }
-say "build -j$JOBS"
-cmake --build "$BUILD" -j"$JOBS" -- -k 0 >> "$OUT/build.log" 2>&1
+say "build -j$JOBS ${TARGETS:-all}"
+# shellcheck disable=SC2086
+cmake --build "$BUILD" -j"$JOBS" ${TARGETS:+--target $TARGETS} -- -k 0 >> "$OUT/build.log" 2>&1
 BUILD_RC=$?
 say "build rc=$BUILD_RC, $(grep -c 'error:' "$OUT/build.log") error lines"
 if [ $BUILD_RC -ne 0 ]; then grep -m 30 -A3 'error:' "$OUT/build.log"; fi
@@ -110,6 +115,7 @@ fi
 # --- evaluations ---------------------------------------------------------------------------------
 export PTQ=$BUILD/tools/ptq
 export CUDA_REPORT=$BUILD/bench/cuda_kernel_report
+export CUDA_SWEEP=$BUILD/bench/w4a16_decode_sweep
 export MODEL=$DEPS/shared/data/models/ptq-small-32m
 export HELDOUT=$DEPS/shared/data/heldout/gutenberg_heldout.txt
 export WIKITEXT=$DEPS/shared/data/wikitext2/test.txt

@@ -96,6 +96,47 @@ TEST_F(CudaKernelTest, W4A16MatchesReference) {
   EXPECT_EQ(cases, 17 * 2 * 6);
 }
 
+// The decode kernel on long K: K not a multiple of 64 (a partial last quad), N not a multiple of 16 or of
+// 128, group sizes 16, 32, 48 (an odd number of k-tiles per group), 64, 128, per-channel and per-tensor,
+// sym and asym, fp16 and bf16, M on both sides of the one/two token-tile switch at 8; the same inputs twice
+// give the same bits. Run with PTQ_W4A16_DECODE=kernel=1 it covers the opt-in split-K kernel (K split over
+// 2..8 blocks of a thread-block cluster, partials added through distributed shared memory in a fixed
+// order); it passed so on the H200 (2026-12-01), and the variants are also checked by the
+// CudaW4A16DecodeVariants test (bench/cuda/w4a16_decode_sweep.cu --check-only).
+TEST_F(CudaKernelTest, W4A16DecodeLongKMatchesReference) {
+  torch::manual_seed(14);
+  struct Shape {
+    int64_t group, K, N;
+  };
+  const std::vector<Shape> shapes = {{16, 2000, 300},   {32, 4000, 130},   {48, 3072, 520},
+                                     {64, 1600, 1000},  {128, 4224, 200},  {ptq::kPerChannel, 11008, 40},
+                                     {128, 4096, 4096}, {ptq::kPerTensor, 2048, 136}};
+  int cases = 0;
+  for (const Shape& sh : shapes) {
+    for (bool sym : {true, false}) {
+      if (sh.group == ptq::kPerTensor && !sym) continue;
+      auto w = torch::randn({sh.N, sh.K}, gpu()) * 0.05 + 0.01;
+      ptq::QuantizedLinearParams p;
+      p.weight = ptq::quantize_weight(w, spec(4, sh.group, sym));
+      p.bias = sym ? torch::randn({sh.N}, gpu()) : torch::Tensor();
+      auto kernel = cuda_->make_linear_kernel(p, torch::kHalf);
+      auto ref = reference_->make_linear_kernel(p, torch::kHalf);
+      for (auto dtype : {torch::kHalf, torch::kBFloat16}) {
+        for (int64_t M : {1, 3, 8, 9, 16}) {
+          SCOPED_TRACE(::testing::Message() << p.scheme().name() << " " << dtype << " M " << M << " K " << sh.K
+                                            << " N " << sh.N);
+          auto x = torch::randn({M, sh.K}, gpu()).to(dtype);
+          auto got = kernel->forward(x);
+          expect_close(ref->forward(x), got);
+          EXPECT_TRUE(torch::equal(got, kernel->forward(x))) << "not deterministic";
+          ++cases;
+        }
+      }
+    }
+  }
+  EXPECT_EQ(cases, 15 * 2 * 5);
+}
+
 TEST_F(CudaKernelTest, W4A16BatchedFloatAndEmptyInputs) {
   torch::manual_seed(12);
   ptq::QuantizedLinearParams p;

@@ -29,6 +29,21 @@ cudaError_t launch_w4a16_decode(const void* x, int dtype, const uint32_t* wq, co
                                 const int8_t* zeros, const float* bias, void* y, int M, int N, int K, int group_size,
                                 cudaStream_t stream);
 
+// The decode kernel's knobs (benchmarks and tests; the defaults are what launch_w4a16_decode uses).
+// kernel: 0 the one-block-per-row-tile kernel (default: measured fastest on the H200), 1 the split-K
+// cluster kernel (falls back to kernel 0 when its activation chunk would not fit in shared memory).
+// Split-K only: stages = cp.async ring depth per warp (4, 8, 16; others mean 8), ksplit = K splits =
+// cluster size (0: auto, at most 8), blocks_per_sm = what the auto split aims at (0: 2).
+struct W4A16DecodeTuning {
+  int kernel = 0;
+  int stages = 8;
+  int ksplit = 0;
+  int blocks_per_sm = 0;
+};
+cudaError_t launch_w4a16_decode_tuned(const void* x, int dtype, const uint32_t* wq, const float* scales,
+                                      const int8_t* zeros, const float* bias, void* y, int M, int N, int K,
+                                      int group_size, const W4A16DecodeTuning& tuning, cudaStream_t stream);
+
 // Dequantizes the repacked W4 weight into dense w[N, K] (dtype fp16, bf16 or fp32): (q - z) * s in float32, then
 // one rounding (exactly QuantizedWeight::dequantize(dtype)). The prefill path multiplies it with cuBLAS.
 cudaError_t launch_w4a16_dequantize(const uint32_t* wq, const float* scales, const int8_t* zeros, void* w, int dtype,
