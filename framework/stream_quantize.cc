@@ -165,6 +165,19 @@ void release_mapped_bytes(const TensorStore& store, const std::string& name, uin
   if (last > first) ::madvise(reinterpret_cast<void*>(first), last - first, MADV_DONTNEED);
 }
 
+// This process's resident memory now and at its peak (VmRSS, VmHWM of /proc/self/status), in bytes;
+// 0 where /proc is not available.
+std::pair<int64_t, int64_t> resident_memory() {
+  std::ifstream status("/proc/self/status");
+  std::string line;
+  int64_t now = 0, peak = 0;
+  while (std::getline(status, line)) {
+    if (line.rfind("VmRSS:", 0) == 0) now = std::stoll(line.substr(6)) * 1024;
+    if (line.rfind("VmHWM:", 0) == 0) peak = std::stoll(line.substr(6)) * 1024;
+  }
+  return {now, peak};
+}
+
 // ---- the network's parameters, step by step ----------------------------------------------------------
 
 struct Param {
@@ -421,6 +434,10 @@ void StreamedRun::write_step(int64_t step, const torch::Tensor& next_inputs) {
     std::error_code ignored;
     if (next_layer > 0) fs::remove(partial_ / inputs_file_name(next_layer - 1), ignored);
   }
+  const auto [now, peak] = resident_memory();
+  log_debug("{}: written; resident {} (peak so far {})",
+           step == kEmbeddingStep ? std::string("embedding") : step == kHeadLayer ? std::string("head") : fmt::format("layer {}", step),
+           format_bytes(now), format_bytes(peak));
   if (options_.after_step_recorded) options_.after_step_recorded(step);
 }
 
@@ -503,9 +520,10 @@ StreamQuantizeResult StreamedRun::assemble() {
   parts.clear();
   std::error_code ignored;
   fs::remove_all(partial_, ignored);
-  log_info("saved {} ({} tensors, {:.1f} MiB; {} of {} linear layers quantized; layer-streamed)",
+  log_info("saved {} ({} tensors, {:.1f} MiB; {} of {} linear layers quantized; layer-streamed, peak resident "
+           "memory {})",
            options_.out.string(), result.tensors, result.tensor_bytes / 1048576.0, quantized_.size(),
-           quantized_.size() + float_linears_.size());
+           quantized_.size() + float_linears_.size(), format_bytes(resident_memory().second));
   return result;
 }
 

@@ -13,6 +13,7 @@ PACKAGES=(
   libsentencepiece-dev
   libpcre2-dev            # Unicode-aware regex for the tokenizers' pre-tokenization (\p{L}, look-ahead)
   libutf8proc-dev         # NFC normalization for tokenizer.json normalizers
+  time                    # /usr/bin/time -v: peak RSS in scripts/stream_memory_report.sh
 )
 
 SUDO=""

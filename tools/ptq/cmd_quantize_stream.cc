@@ -1,6 +1,7 @@
 #include "tools/ptq/cmd_quantize_stream.h"
 
 #include <fmt/format.h>
+#include <malloc.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -49,6 +50,11 @@ std::function<void(int64_t)> test_stop_hook() {
 
 void run_streamed_quantize(const StreamedQuantizeRequest& request, const GlobalOptions& globals) {
   (void)globals;
+  // glibc raises its mmap threshold each time a large block is freed (up to 32 MiB), after which
+  // layer-sized tensors come from the heap, which is returned to the system only from its top: the
+  // resident memory then creeps up by about one layer's quantized tensors per layer. A fixed
+  // threshold keeps every block of 1 MiB or more in its own mapping, returned the moment it is freed.
+  ::mallopt(M_MMAP_THRESHOLD, 1 << 20);
   LoadOptions load;
   load.compute_dtype = parse_compute_dtype(request.model.dtype);
   load.defer_weights = true;
@@ -83,7 +89,9 @@ void run_streamed_quantize(const StreamedQuantizeRequest& request, const GlobalO
   }
   std::cout << fmt::format("{} -> {}: {} (layer-streamed{})\n", request.model.model_dir, request.out,
                            request.config.summary(),
-                           result.resumed_at > 0 ? fmt::format(", resumed at layer {}", result.resumed_at) : "");
+                           result.resumed_at <= 0                 ? std::string()
+                           : result.resumed_at >= net->num_decoder_layers() ? std::string(", resumed after the last layer")
+                                                                         : fmt::format(", resumed at layer {}", result.resumed_at));
   std::cout << report.summary_table();
   if (report.fallback_count() > 0)
     std::cout << fmt::format("{} layers not quantized as configured:\n{}", report.fallback_count(),
