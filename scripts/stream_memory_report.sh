@@ -9,7 +9,7 @@
 # ordinary in-memory RTN for comparison (needs memory for the whole float model).
 #
 #   scripts/stream_memory_report.sh            # BUILD=build LAYERS=12 DTYPE=float32 WORK=/tmp/ptq_stream_mem
-#   LAYERS=8 DTYPE=bfloat16 scripts/stream_memory_report.sh
+#   LAYERS=8 DTYPE=bfloat16 RECIPES=rtn INMEMORY=1 scripts/stream_memory_report.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
@@ -17,6 +17,7 @@ LAYERS=${LAYERS:-12}
 DTYPE=${DTYPE:-float32}
 WORK=${WORK:-/tmp/ptq_stream_mem}
 INMEMORY=${INMEMORY:-0}
+RECIPES=${RECIPES:-"rtn awq"}  # which streamed runs: rtn, awq or both
 PTQ="$BUILD/tools/ptq"
 [ -x "$PTQ" ] || { echo "stream_memory_report.sh: $PTQ not built (cmake --build $BUILD --target ptq)" >&2; exit 1; }
 [ -x /usr/bin/time ] || { echo "stream_memory_report.sh: /usr/bin/time missing (scripts/setup.sh installs it)" >&2; exit 1; }
@@ -60,8 +61,11 @@ measure() {  # name, then the ptq arguments
 }
 
 echo "model: $LAYERS layers, $DTYPE, $(numfmt --to=iec "$FLOAT_BYTES") of float weights; $(nproc) cores"
-measure rtn_streamed quantize --stream -m "$MODEL" -c "$WORK/w4a16_rtn_g128.json" -o "$WORK/out_rtn"
-measure awq_streamed quantize --stream -m "$MODEL" -c "$WORK/w4a16_awq_g128.json" --calib "$CALIB" -o "$WORK/out_awq"
+for recipe in $RECIPES; do
+  extra=()
+  [ "$recipe" = awq ] && extra=(--calib "$CALIB")
+  measure "${recipe}_streamed" quantize --stream -m "$MODEL" -c "$WORK/w4a16_${recipe}_g128.json" "${extra[@]}" -o "$WORK/out_$recipe"
+done
 if [ "$INMEMORY" = 1 ]; then
   measure rtn_in_memory quantize -m "$MODEL" -c "$WORK/w4a16_rtn_g128.json" -o "$WORK/out_rtn_mem"
   cmp "$WORK/out_rtn/model.safetensors" "$WORK/out_rtn_mem/model.safetensors" && echo "streamed and in-memory RTN checkpoints: identical bytes"
