@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <ptq/build_config.h>
+#include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -549,6 +550,27 @@ StreamQuantizeResult StreamedRun::run() {
   fs::path target = fs::absolute(options_.out).lexically_normal();
   if (!target.has_filename()) target = target.parent_path();
   partial_ = stream_progress_dir(target);
+
+  // One run per output folder: two runs writing the same OUT.partial would interleave their records.
+  // The lock is an flock on "<OUT>.partial.lock", released by the kernel however the process ends.
+  const fs::path lock_path = partial_.string() + ".lock";
+  fs::create_directories(lock_path.parent_path());
+  const int lock_fd = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  PTQ_CHECK(lock_fd >= 0, "{}: cannot create the lock file: {}", lock_path.string(), std::strerror(errno));
+  struct LockGuard {
+    int fd;
+    fs::path path;
+    bool locked = false;
+    ~LockGuard() {
+      if (locked) ::unlink(path.c_str());
+      ::close(fd);
+    }
+  } lock{lock_fd, lock_path};
+  PTQ_CHECK(::flock(lock_fd, LOCK_EX | LOCK_NB) == 0,
+            "{}: another ptq run is writing this checkpoint right now (it holds {}); wait for it to finish or stop "
+            "it, then --resume",
+            options_.out.string(), lock_path.string());
+  lock.locked = true;
 
   // The calibration tokens, sampled here (not by the driver) because the fingerprint covers them.
   const auto stages = algo_.stages();

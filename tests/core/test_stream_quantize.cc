@@ -254,6 +254,28 @@ TEST(StreamQuantize, ResumeRefusesADifferentJob) {
   EXPECT_TRUE(fs::is_regular_file(out / "model.safetensors"));
 }
 
+TEST(StreamQuantize, RefusesASecondRunOnTheSameOutput) {
+  const fs::path model = six_layer_model();
+  const fs::path recipe = write_recipe("rtn_second", {});
+  const fs::path work = testing::temp_dir("stream_second");
+  const std::vector<std::string> args = {"quantize", "--stream", "-m", model.string(), "-c", recipe.string(), "-o",
+                                         (work / "out").string()};
+  Child first = start_ptq(args, work / "first.log", {{"PTQ_TEST_STOP_AFTER_STEP", "0"}});
+  int status = 0;
+  ASSERT_EQ(::waitpid(first.pid, &status, WUNTRACED), first.pid);
+  ASSERT_TRUE(WIFSTOPPED(status)) << read_text(work / "first.log");
+  std::string output;
+  EXPECT_NE(run_ptq(args, work / "second.log", &output), 0);
+  EXPECT_NE(output.find("another ptq run is writing this checkpoint"), std::string::npos) << output;
+  ::kill(first.pid, SIGKILL);
+  ::waitpid(first.pid, &status, 0);
+  // The kill released the lock: the first run's progress continues.
+  std::vector<std::string> resume = args;
+  resume.push_back("--resume");
+  EXPECT_EQ(run_ptq(resume, work / "resumed.log", &output), 0) << output;
+  EXPECT_FALSE(fs::exists(work / "out.partial.lock"));
+}
+
 // A kill at an arbitrary instant -- mid-write included -- must leave something --resume continues
 // (or, when nothing was recorded yet, that a fresh run redoes).
 TEST(StreamQuantize, ResumesAfterSigkillAtRandomInstants) {
