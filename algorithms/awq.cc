@@ -255,7 +255,9 @@ torch::Tensor search_clip_ratios(const torch::Tensor& weight, const torch::Tenso
     for (int64_t r0 = 0; r0 < out; r0 += chunk) {
       const int64_t rows = std::min(chunk, out - r0);
       const torch::Tensor d = delta.narrow(0, r0, rows).permute({1, 2, 0});  // [groups, cols, rows]
-      const torch::Tensor err = torch::bmm(x, d).pow(2).mean(1).t();       // [rows, groups]
+      // pow_ in place: the [groups, n, rows] product is the search's largest tensor; a second one
+      // for its square was the peak of a layer-streamed AWQ run.
+      const torch::Tensor err = torch::bmm(x, d).pow_(2).mean(1).t();      // [rows, groups]
       torch::Tensor be = best_error.narrow(0, r0, rows), br = best_ratio.narrow(0, r0, rows);
       const torch::Tensor better = err < be;
       be.copy_(torch::where(better, err, be));
