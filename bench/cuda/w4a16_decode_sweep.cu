@@ -150,11 +150,15 @@ struct Variant {
 
 std::vector<Variant> variants() {
   std::vector<Variant> v;
-  v.push_back({"rowtile", {0, 8, 0, 0}});
-  for (int s : {4, 8, 16}) v.push_back({"sk-s" + std::to_string(s), {1, s, 0, 0}});
-  for (int b : {1, 3, 4}) v.push_back({"sk-s8-b" + std::to_string(b), {1, 8, 0, b}});
-  for (int b : {3, 4}) v.push_back({"sk-s16-b" + std::to_string(b), {1, 16, 0, b}});
-  for (int k : {1, 2, 4}) v.push_back({"sk-s8-k" + std::to_string(k), {1, 8, k, 0}});
+  // {kernel, stages, ksplit, blocks_per_sm, unroll, pipeline}
+  v.push_back({"default", {}});
+  v.push_back({"rowtile", {0, 8, 0, 0, 0, 0}});
+  v.push_back({"rowtile-u8", {0, 8, 0, 0, 8, 0}});
+  v.push_back({"pipe", {0, 8, 0, 0, 0, 1}});
+  v.push_back({"pipe-u2", {0, 8, 0, 0, 2, 1}});
+  v.push_back({"sk-s8", {1, 8, 0, 0, 0, 0}});
+  v.push_back({"sk-s4", {1, 4, 0, 0, 0, 0}});
+  v.push_back({"sk-s8-k1", {1, 8, 1, 0, 0, 0}});
   return v;
 }
 

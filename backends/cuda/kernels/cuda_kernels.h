@@ -31,14 +31,20 @@ cudaError_t launch_w4a16_decode(const void* x, int dtype, const uint32_t* wq, co
 
 // The decode kernel's knobs (benchmarks and tests; the defaults are what launch_w4a16_decode uses).
 // kernel: 0 the one-block-per-row-tile kernel (default: measured fastest on the H200), 1 the split-K
-// cluster kernel (falls back to kernel 0 when its activation chunk would not fit in shared memory).
+// cluster kernel (falls back to kernel 0 when its activation chunk would not fit in shared memory), 2 the
+// row-tile kernel software-pipelined at every M (= kernel 0 with pipeline 1).
 // Split-K only: stages = cp.async ring depth per warp (4, 8, 16; others mean 8), ksplit = K splits =
 // cluster size (0: auto, at most 8), blocks_per_sm = what the auto split aims at (0: 2).
+// Row-tile kernel only: pipeline = issue the next step's loads before the current step's arithmetic
+// (register double buffer): -1 (default) at M > 8 only, 0 never, 1 always; unroll (M <= 8) = 64-column
+// quads per warp step (0 or 4: 4; 8 without and 2 with pipelining, per-channel or multiple-of-64 groups).
 struct W4A16DecodeTuning {
   int kernel = 0;
   int stages = 8;
   int ksplit = 0;
   int blocks_per_sm = 0;
+  int unroll = 0;
+  int pipeline = -1;
 };
 cudaError_t launch_w4a16_decode_tuned(const void* x, int dtype, const uint32_t* wq, const float* scales,
                                       const int8_t* zeros, const float* bias, void* y, int M, int N, int K,

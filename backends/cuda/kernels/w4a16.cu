@@ -13,7 +13,8 @@
 // Work split: a block owns RT row tiles (16 features each) and all of K; its 8 warps take interleaved
 // 64-column quads, U quads per iteration with all loads issued first (enough bytes in flight to cover
 // DRAM latency), then reduce through shared memory. RT = 2 when M > 8 halves how often activations are
-// re-read from L2.
+// re-read from L2. At M > 8 the steps are software-pipelined by default (next step's loads before this
+// step's arithmetic; PIPE below).
 #include <cooperative_groups.h>
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
@@ -118,18 +119,113 @@ __device__ __forceinline__ int group_of(int k, int group_size) { return group_si
 
 // GPQ: groups per 64-column quad (1 when the group size is a multiple of 64 or per-channel, 2 for
 // multiples of 32, 4 for multiples of 16), so scales are loaded once per group, not per k-tile.
+// One step of a warp: U quads' weights, activations, scales and zero points, held in registers.
 template <typename T, int NT, int RT, int U, int GPQ>
-__global__ void __launch_bounds__(kWarps * 32)
+struct DecodeStep {
+  uint4 w[U][RT];
+  uint32_t b[U][4][NT][2];
+  float s[U][RT][GPQ][2];
+  uint32_t z[U][RT][GPQ][2];
+};
+
+// Load phase: every load of the U quads q0, q0 + 8, ... is issued before any arithmetic and nothing in it
+// branches on data, so DRAM (weights) and L2 (activations, scales) latencies overlap instead of adding up.
+// Out of range quads read clamped addresses and are neutralised by zero weights and activations.
+template <typename T, int NT, int RT, int U, int GPQ>
+__device__ __forceinline__ void decode_load(DecodeStep<T, NT, RT, U, GPQ>& st, int q0, const T* __restrict__ x,
+                                            const uint4* __restrict__ wq, const float* __restrict__ scales,
+                                            const int8_t* __restrict__ zeros, int M, int K, int group_size,
+                                            int n_quads, int n_row_tiles, int n_pad, int n_groups, int rt0,
+                                            int lane) {
+  const int r = lane / 4, cq = lane % 4;
+#pragma unroll
+  for (int u = 0; u < U; ++u) {
+    const int q = q0 + u * kWarps;
+    const bool q_ok = q < n_quads;
+    const int qc = q_ok ? q : n_quads - 1;
+#pragma unroll
+    for (int t = 0; t < RT; ++t) {
+      const int rt = min(rt0 + t, n_row_tiles - 1);
+      // Streaming load: each weight byte is used once; keep L1/L2 for the activations.
+      st.w[u][t] = q_ok && rt0 + t < n_row_tiles ? __ldcs(wq + (static_cast<size_t>(rt) * n_quads + qc) * 32 + lane)
+                                                 : make_uint4(0, 0, 0, 0);
+#pragma unroll
+      for (int gq = 0; gq < GPQ; ++gq) {
+        const int g = min(group_of(qc * 64 + gq * (64 / GPQ), group_size), n_groups - 1);
+        const size_t gi = static_cast<size_t>(g) * n_pad + rt * 16 + r;
+        st.s[u][t][gq][0] = __ldg(scales + gi);
+        st.s[u][t][gq][1] = __ldg(scales + gi + 8);
+        st.z[u][t][gq][0] = zero_pair<T>(__ldg(zeros + gi));
+        st.z[u][t][gq][1] = zero_pair<T>(__ldg(zeros + gi + 8));
+      }
+    }
+    // B fragments: tokens nt * 8 + r, in-features k0 + 2 cq (+1) and +8; rows past M and columns past K
+    // read as zero (K % 8 == 0, so a pair is either wholly inside or wholly outside).
+#pragma unroll
+    for (int j = 0; j < 4; ++j) {
+      const int k0 = qc * 64 + j * 16;
+#pragma unroll
+      for (int nt = 0; nt < NT; ++nt) {
+        const int tok = nt * 8 + r;
+        const bool row_ok = q_ok && tok < M;
+        const T* xr = x + static_cast<size_t>(row_ok ? tok : 0) * K + k0 + 2 * cq;
+        st.b[u][j][nt][0] = row_ok && k0 + 2 * cq < K ? __ldg(reinterpret_cast<const uint32_t*>(xr)) : 0u;
+        st.b[u][j][nt][1] = row_ok && k0 + 8 + 2 * cq < K ? __ldg(reinterpret_cast<const uint32_t*>(xr + 8)) : 0u;
+      }
+    }
+  }
+}
+
+// Compute phase: unpack (exact q - z in 16 bits), tensor-core product, float32 scale.
+template <typename T, int NT, int RT, int U, int GPQ>
+__device__ __forceinline__ void decode_compute(float (&acc)[RT][NT][4], const DecodeStep<T, NT, RT, U, GPQ>& st) {
+#pragma unroll
+  for (int u = 0; u < U; ++u) {
+#pragma unroll
+    for (int j = 0; j < 4; ++j) {
+      const int gq = j * GPQ / 4;
+#pragma unroll
+      for (int t = 0; t < RT; ++t) {
+        const uint4 wv = st.w[u][t];
+        const uint32_t word = j == 0 ? wv.x : j == 1 ? wv.y : j == 2 ? wv.z : wv.w;
+        const uint32_t z_lo = st.z[u][t][gq][0], z_hi = st.z[u][t][gq][1];
+        uint32_t a[4];
+        a[0] = sub_pair<T>((word & 0x000F000Fu) | Int4Magic<T>::kOr, z_lo);
+        a[1] = sub_pair<T>(((word >> 4) & 0x000F000Fu) | Int4Magic<T>::kOr, z_hi);
+        a[2] = sub_pair<T>(((word >> 8) & 0x000F000Fu) | Int4Magic<T>::kOr, z_lo);
+        a[3] = sub_pair<T>(((word >> 12) & 0x000F000Fu) | Int4Magic<T>::kOr, z_hi);
+#pragma unroll
+        for (int nt = 0; nt < NT; ++nt) {
+          float d[4];
+          const uint32_t bb[2] = {st.b[u][j][nt][0], st.b[u][j][nt][1]};
+          mma16816<T>(d, a, bb);
+          acc[t][nt][0] += d[0] * st.s[u][t][gq][0];
+          acc[t][nt][1] += d[1] * st.s[u][t][gq][0];
+          acc[t][nt][2] += d[2] * st.s[u][t][gq][1];
+          acc[t][nt][3] += d[3] * st.s[u][t][gq][1];
+        }
+      }
+    }
+  }
+}
+
+// PIPE = false: load U quads, compute them, repeat (two exposed DRAM round trips per warp at K = 4096 with
+// U = 4).
+// PIPE = true (software pipelining, register double buffer): the next step's loads are issued before the
+// current step's arithmetic, so two steps (2 U quads per warp) are in flight and at K = 4096 (8 quads per
+// warp) a warp waits one round trip instead of two.
+template <typename T, int NT, int RT, int U, int GPQ, bool PIPE>
+__global__ void __launch_bounds__(kWarps * 32, PIPE ? 2 : 1)
     w4a16_decode_kernel(const T* __restrict__ x, const uint4* __restrict__ wq, const float* __restrict__ scales,
                         const int8_t* __restrict__ zeros, const float* __restrict__ bias, T* __restrict__ y, int M,
                         int N, int K, int group_size) {
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  const int r = lane / 4, cq = lane % 4;
   const int n_quads = (K + 63) / 64;
   const int n_row_tiles = (N + 15) / 16;
   const int n_pad = n_row_tiles * 16;
   const int n_groups = group_size > 0 ? (K + group_size - 1) / group_size : 1;
   const int rt0 = blockIdx.x * RT;
+  constexpr int kStep = kWarps * U;
 
   float acc[RT][NT][4];
 #pragma unroll
@@ -139,76 +235,28 @@ __global__ void __launch_bounds__(kWarps * 32)
 #pragma unroll
       for (int e = 0; e < 4; ++e) acc[i][j][e] = 0.f;
 
-  for (int q0 = warp; q0 < n_quads; q0 += kWarps * U) {
-    // Load phase: every load of the U quads is issued before any arithmetic and nothing in it branches on
-    // data, so DRAM (weights) and L2 (activations, scales) latencies overlap instead of adding up. Out of
-    // range quads read clamped addresses and are neutralised by zero activations.
-    uint4 w[U][RT];
-    uint32_t b[U][4][NT][2];
-    float s[U][RT][GPQ][2];
-    uint32_t z[U][RT][GPQ][2];
-#pragma unroll
-    for (int u = 0; u < U; ++u) {
-      const int q = q0 + u * kWarps;
-      const bool q_ok = q < n_quads;
-      const int qc = q_ok ? q : n_quads - 1;
-#pragma unroll
-      for (int t = 0; t < RT; ++t) {
-        const int rt = min(rt0 + t, n_row_tiles - 1);
-        // Streaming load: each weight byte is used once; keep L1/L2 for the activations.
-        w[u][t] = q_ok && rt0 + t < n_row_tiles ? __ldcs(wq + (static_cast<size_t>(rt) * n_quads + qc) * 32 + lane)
-                                                : make_uint4(0, 0, 0, 0);
-#pragma unroll
-        for (int gq = 0; gq < GPQ; ++gq) {
-          const int g = min(group_of(qc * 64 + gq * (64 / GPQ), group_size), n_groups - 1);
-          const size_t gi = static_cast<size_t>(g) * n_pad + rt * 16 + r;
-          s[u][t][gq][0] = __ldg(scales + gi);
-          s[u][t][gq][1] = __ldg(scales + gi + 8);
-          z[u][t][gq][0] = zero_pair<T>(__ldg(zeros + gi));
-          z[u][t][gq][1] = zero_pair<T>(__ldg(zeros + gi + 8));
-        }
-      }
-      // B fragments: tokens nt * 8 + r, in-features k0 + 2 cq (+1) and +8; rows past M and columns past K
-      // read as zero (K % 8 == 0, so a pair is either wholly inside or wholly outside).
-#pragma unroll
-      for (int j = 0; j < 4; ++j) {
-        const int k0 = qc * 64 + j * 16;
-#pragma unroll
-        for (int nt = 0; nt < NT; ++nt) {
-          const int tok = nt * 8 + r;
-          const bool row_ok = q_ok && tok < M;
-          const T* xr = x + static_cast<size_t>(row_ok ? tok : 0) * K + k0 + 2 * cq;
-          b[u][j][nt][0] = row_ok && k0 + 2 * cq < K ? __ldg(reinterpret_cast<const uint32_t*>(xr)) : 0u;
-          b[u][j][nt][1] = row_ok && k0 + 8 + 2 * cq < K ? __ldg(reinterpret_cast<const uint32_t*>(xr + 8)) : 0u;
-        }
-      }
+  using Step = DecodeStep<T, NT, RT, U, GPQ>;
+  if constexpr (!PIPE) {
+    for (int q0 = warp; q0 < n_quads; q0 += kStep) {
+      Step st;
+      decode_load(st, q0, x, wq, scales, zeros, M, K, group_size, n_quads, n_row_tiles, n_pad, n_groups, rt0, lane);
+      decode_compute(acc, st);
     }
-    // Compute phase: unpack (exact q - z in 16 bits), tensor-core product, float32 scale.
-#pragma unroll
-    for (int u = 0; u < U; ++u) {
-#pragma unroll
-      for (int j = 0; j < 4; ++j) {
-        const int gq = j * GPQ / 4;
-#pragma unroll
-        for (int t = 0; t < RT; ++t) {
-          const uint32_t word = j == 0 ? w[u][t].x : j == 1 ? w[u][t].y : j == 2 ? w[u][t].z : w[u][t].w;
-          const uint32_t z_lo = z[u][t][gq][0], z_hi = z[u][t][gq][1];
-          uint32_t a[4];
-          a[0] = sub_pair<T>((word & 0x000F000Fu) | Int4Magic<T>::kOr, z_lo);
-          a[1] = sub_pair<T>(((word >> 4) & 0x000F000Fu) | Int4Magic<T>::kOr, z_hi);
-          a[2] = sub_pair<T>(((word >> 8) & 0x000F000Fu) | Int4Magic<T>::kOr, z_lo);
-          a[3] = sub_pair<T>(((word >> 12) & 0x000F000Fu) | Int4Magic<T>::kOr, z_hi);
-#pragma unroll
-          for (int nt = 0; nt < NT; ++nt) {
-            float d[4];
-            mma16816<T>(d, a, b[u][j][nt]);
-            acc[t][nt][0] += d[0] * s[u][t][gq][0];
-            acc[t][nt][1] += d[1] * s[u][t][gq][0];
-            acc[t][nt][2] += d[2] * s[u][t][gq][1];
-            acc[t][nt][3] += d[3] * s[u][t][gq][1];
-          }
-        }
-      }
+  } else {
+    // Two register buffers used in turn (the loop body is unrolled twice by hand): a copy `cur = nxt`
+    // would wait for nxt's loads to land and serialize the steps again.
+    Step sa, sb;
+    decode_load(sa, warp, x, wq, scales, zeros, M, K, group_size, n_quads, n_row_tiles, n_pad, n_groups, rt0, lane);
+    // The last step's prefetch is past K: its quads are out of range (zero weights, no x reads), only
+    // clamped scale / zero-point loads, which hit L2.
+    for (int q0 = warp; q0 < n_quads; q0 += 2 * kStep) {
+      decode_load(sb, q0 + kStep, x, wq, scales, zeros, M, K, group_size, n_quads, n_row_tiles, n_pad, n_groups, rt0,
+                  lane);
+      decode_compute(acc, sa);
+      if (q0 + kStep >= n_quads) break;
+      decode_load(sa, q0 + 2 * kStep, x, wq, scales, zeros, M, K, group_size, n_quads, n_row_tiles, n_pad, n_groups,
+                  rt0, lane);
+      decode_compute(acc, sb);
     }
   }
 
@@ -238,32 +286,63 @@ __global__ void __launch_bounds__(kWarps * 32)
   }
 }
 
-template <typename T, int NT, int RT, int U, int GPQ>
+template <typename T, int NT, int RT, int U, int GPQ, bool PIPE>
 cudaError_t launch_decode(const void* x, const uint32_t* wq, const float* scales, const int8_t* zeros,
                           const float* bias, void* y, int M, int N, int K, int group_size, cudaStream_t stream) {
   const int n_row_tiles = (N + 15) / 16;
   const dim3 grid((n_row_tiles + RT - 1) / RT);
-  w4a16_decode_kernel<T, NT, RT, U, GPQ><<<grid, kWarps * 32, 0, stream>>>(
+  w4a16_decode_kernel<T, NT, RT, U, GPQ, PIPE><<<grid, kWarps * 32, 0, stream>>>(
       static_cast<const T*>(x), reinterpret_cast<const uint4*>(wq), scales, zeros, bias, static_cast<T*>(y), M, N, K,
       group_size);
   return cudaGetLastError();
 }
 
+// pipe_small / pipe_big: the software-pipelined kernel at M <= 8 / M > 8. unroll (M <= 8 only): quads per
+// step, 4 by default; 8 (not pipelined) and 2 (pipelined) only for GPQ == 1, the group sizes the
+// benchmarks sweep. Measured on the H200 (2026-12-01, docs/CUDA_BACKEND.md): pipelining wins at M > 8
+// (two row tiles, one quad per step, 128 registers, no spills: 11.7 / 24.2 / 26.6 us against 12.3 / 31.1 /
+// 26.6 us at M = 16) and loses at M <= 8 (U = 4 needs two 64-register buffers: capped at 128 registers it
+// spills; U = 2 has as many bytes in flight as the plain U = 4 kernel), so the default pipelines M > 8 only.
 template <typename T, int GPQ>
-cudaError_t dispatch_rows(const void* x, const uint32_t* wq, const float* scales, const int8_t* zeros,
-                          const float* bias, void* y, int M, int N, int K, int group_size, cudaStream_t stream) {
-  if (M <= 8) return launch_decode<T, 1, 1, 4, GPQ>(x, wq, scales, zeros, bias, y, M, N, K, group_size, stream);
-  return launch_decode<T, 2, 2, 2, GPQ>(x, wq, scales, zeros, bias, y, M, N, K, group_size, stream);
+cudaError_t dispatch_rows(bool pipe_small, bool pipe_big, int unroll, const void* x, const uint32_t* wq,
+                          const float* scales, const int8_t* zeros, const float* bias, void* y, int M, int N, int K,
+                          int group_size, cudaStream_t stream) {
+  if (M <= 8) {
+    if (pipe_small) {
+      if constexpr (GPQ == 1) {
+        if (unroll == 2) {
+          return launch_decode<T, 1, 1, 2, GPQ, true>(x, wq, scales, zeros, bias, y, M, N, K, group_size, stream);
+        }
+      }
+      return launch_decode<T, 1, 1, 4, GPQ, true>(x, wq, scales, zeros, bias, y, M, N, K, group_size, stream);
+    }
+    if constexpr (GPQ == 1) {
+      if (unroll == 8) {
+        return launch_decode<T, 1, 1, 8, GPQ, false>(x, wq, scales, zeros, bias, y, M, N, K, group_size, stream);
+      }
+    }
+    return launch_decode<T, 1, 1, 4, GPQ, false>(x, wq, scales, zeros, bias, y, M, N, K, group_size, stream);
+  }
+  if (pipe_big) return launch_decode<T, 2, 2, 1, GPQ, true>(x, wq, scales, zeros, bias, y, M, N, K, group_size, stream);
+  return launch_decode<T, 2, 2, 2, GPQ, false>(x, wq, scales, zeros, bias, y, M, N, K, group_size, stream);
 }
 
 template <typename T>
-cudaError_t dispatch_decode(const void* x, const uint32_t* wq, const float* scales, const int8_t* zeros,
-                            const float* bias, void* y, int M, int N, int K, int group_size, cudaStream_t stream) {
+cudaError_t dispatch_decode(const W4A16DecodeTuning& t, const void* x, const uint32_t* wq, const float* scales,
+                            const int8_t* zeros, const float* bias, void* y, int M, int N, int K, int group_size,
+                            cudaStream_t stream) {
+  const bool pipe_small = t.kernel == 2 || t.pipeline == 1;
+  const bool pipe_big = t.kernel == 2 || t.pipeline != 0;
   if (group_size == 0 || group_size % 64 == 0) {
-    return dispatch_rows<T, 1>(x, wq, scales, zeros, bias, y, M, N, K, group_size, stream);
+    return dispatch_rows<T, 1>(pipe_small, pipe_big, t.unroll, x, wq, scales, zeros, bias, y, M, N, K, group_size,
+                               stream);
   }
-  if (group_size % 32 == 0) return dispatch_rows<T, 2>(x, wq, scales, zeros, bias, y, M, N, K, group_size, stream);
-  return dispatch_rows<T, 4>(x, wq, scales, zeros, bias, y, M, N, K, group_size, stream);
+  if (group_size % 32 == 0) {
+    return dispatch_rows<T, 2>(pipe_small, pipe_big, t.unroll, x, wq, scales, zeros, bias, y, M, N, K, group_size,
+                               stream);
+  }
+  return dispatch_rows<T, 4>(pipe_small, pipe_big, t.unroll, x, wq, scales, zeros, bias, y, M, N, K, group_size,
+                             stream);
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -598,7 +677,7 @@ cudaError_t dispatch_decode_tuned(const W4A16DecodeTuning& t, const void* x, con
     }
     if (launched || err != cudaSuccess) return err;
   }
-  return dispatch_decode<T>(x, wq, scales, zeros, bias, y, M, N, K, group_size, stream);
+  return dispatch_decode<T>(t, x, wq, scales, zeros, bias, y, M, N, K, group_size, stream);
 }
 
 // One warp per (row tile, quad): the 32 lanes' 128 words are 16 rows x 64 columns; they are dequantized
@@ -643,8 +722,9 @@ __global__ void __launch_bounds__(kWarps * 32)
   }
 }
 
-// The defaults, overridable for benchmarking by PTQ_W4A16_DECODE="kernel=K,stages=S,ksplit=k,bps=b" (any
-// subset; read once per process, e.g. PTQ_W4A16_DECODE=kernel=1 for the split-K kernel).
+// The defaults, overridable for benchmarking by
+// PTQ_W4A16_DECODE="kernel=K,stages=S,ksplit=k,bps=b,unroll=u,pipe=p" (any subset; read once per process,
+// e.g. PTQ_W4A16_DECODE=kernel=1 for the split-K kernel, pipe=0 for the row-tile kernel without pipelining).
 W4A16DecodeTuning default_decode_tuning() {
   static const W4A16DecodeTuning tuning = [] {
     W4A16DecodeTuning t;
@@ -664,6 +744,8 @@ W4A16DecodeTuning default_decode_tuning() {
         if (key == "stages") t.stages = v;
         if (key == "ksplit") t.ksplit = v;
         if (key == "bps") t.blocks_per_sm = v;
+        if (key == "unroll") t.unroll = v;
+        if (key == "pipe") t.pipeline = v;
       }
       pos = end + 1;
     }
