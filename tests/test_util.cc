@@ -58,6 +58,35 @@ std::string error_of(const std::function<void()>& action) {
   return "";
 }
 
+void expect_error(const std::function<void()>& action, const std::vector<std::string>& fragments) {
+  const std::string message = error_of(action);
+  for (const auto& fragment : fragments)
+    EXPECT_NE(message.find(fragment), std::string::npos)
+        << "message \"" << message << "\" lacks \"" << fragment << "\"";
+}
+
+std::string read_bytes(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream buffer;
+  buffer << in.rdbuf();
+  return buffer.str();
+}
+
+void write_bytes(const fs::path& path, const std::string& bytes) {
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+}
+
+nlohmann::json read_config(const fs::path& dir) {
+  nlohmann::json config;
+  std::ifstream(dir / "config.json") >> config;
+  return config;
+}
+
+void write_config(const fs::path& dir, const nlohmann::json& config) {
+  std::ofstream(dir / "config.json") << config.dump(2);
+}
+
 CommandResult run_command(const std::string& command) {
   const fs::path err_file = temp_dir("command_stderr") / "stderr.txt";
   CommandResult result;

@@ -5,7 +5,9 @@
 
 #include <filesystem>
 #include <functional>
+#include <nlohmann/json.hpp>
 #include <string>
+#include <vector>
 
 namespace ptq::testing {
 
@@ -21,6 +23,16 @@ std::filesystem::path build_dir();
 // The message of the ptq::Error that `action` throws; records a test failure (and returns "") when it
 // throws none.
 std::string error_of(const std::function<void()>& action);
+// Expects a ptq::Error from `action` whose message contains every one of `fragments`.
+void expect_error(const std::function<void()>& action, const std::vector<std::string>& fragments);
+
+// A file's bytes; writing replaces the file.
+std::string read_bytes(const std::filesystem::path& path);
+void write_bytes(const std::filesystem::path& path, const std::string& bytes);
+
+// dir/config.json as JSON, and writing it back (tests that tamper with a checkpoint's config).
+nlohmann::json read_config(const std::filesystem::path& dir);
+void write_config(const std::filesystem::path& dir, const nlohmann::json& config);
 
 // What a command printed and how it exited (-1: it did not exit normally, or could not start).
 struct CommandResult {

@@ -20,6 +20,10 @@
 
 namespace ptq {
 namespace {
+using ::ptq::testing::error_of;
+using ::ptq::testing::expect_error;
+using ::ptq::testing::read_config;
+using ::ptq::testing::write_config;
 namespace fs = std::filesystem;
 using json = nlohmann::json;
 
@@ -73,32 +77,6 @@ torch::Tensor logits_of(CausalLM& net) {
   torch::NoGradGuard no_grad;
   auto ids = torch::tensor(std::vector<int64_t>{5, 17, 42, 99, 3, 250, 7, 8, 100, 31}).unsqueeze(0);
   return net.forward(ids);
-}
-
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no ptq::Error thrown)";
-}
-
-void expect_error(const std::function<void()>& f, const std::vector<std::string>& fragments) {
-  const std::string message = error_of(f);
-  for (const auto& fragment : fragments)
-    EXPECT_NE(message.find(fragment), std::string::npos)
-        << "message \"" << message << "\" lacks \"" << fragment << "\"";
-}
-
-json read_config(const fs::path& dir) {
-  json config;
-  std::ifstream(dir / "config.json") >> config;
-  return config;
-}
-
-void write_config(const fs::path& dir, const json& config) {
-  std::ofstream(dir / "config.json") << config.dump(2);
 }
 
 // Rewrites model.safetensors after `edit` changed its tensors (a damaged checkpoint).

@@ -34,23 +34,13 @@
 #include "test_util.h"
 
 namespace {
+using ::ptq::testing::write_bytes;
+using ::ptq::testing::read_bytes;
 namespace fs = std::filesystem;
 
 int64_t env_int(const char* name, int64_t fallback) {
   const char* value = std::getenv(name);
   return value && *value ? std::atoll(value) : fallback;
-}
-
-void write_bytes(const fs::path& path, const std::string& bytes) {
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-}
-
-std::string read_bytes(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream buffer;
-  buffer << in.rdbuf();
-  return buffer.str();
 }
 
 // ---- mutations ---------------------------------------------------------------------------------

@@ -16,6 +16,7 @@
 
 namespace ptq {
 namespace {
+using ::ptq::testing::expect_error;
 namespace fs = std::filesystem;
 
 // fp32 LibTorch kernels pick different blockings for different shapes (T=1 vs T=16), so the same logits
@@ -124,17 +125,6 @@ TEST(LlamaModel, Bfloat16ComputeStaysCloseToFloat32) {
 }
 
 // ---- bad input ----------------------------------------------------------------------------------
-
-void expect_error(const std::function<void()>& f, const std::vector<std::string>& fragments) {
-  try {
-    f();
-    FAIL() << "expected ptq::Error";
-  } catch (const Error& e) {
-    for (const auto& fragment : fragments)
-      EXPECT_NE(std::string(e.what()).find(fragment), std::string::npos)
-          << "message \"" << e.what() << "\" lacks \"" << fragment << "\"";
-  }
-}
 
 fs::path copy_of_tiny_model(const std::string& name) {
   auto dir = testing::temp_dir(name);

@@ -30,27 +30,12 @@
 
 namespace ptq {
 namespace {
+using ::ptq::testing::expect_error;
+using ::ptq::testing::read_config;
+using ::ptq::testing::write_config;
 namespace fs = std::filesystem;
 using json = nlohmann::json;
 
-using testing::error_of;
-
-void expect_error(const std::function<void()>& f, const std::vector<std::string>& fragments) {
-  const std::string message = error_of(f);
-  for (const auto& fragment : fragments)
-    EXPECT_NE(message.find(fragment), std::string::npos)
-        << "message \"" << message << "\" lacks \"" << fragment << "\"";
-}
-
-json read_config(const fs::path& dir) {
-  json config;
-  std::ifstream(dir / "config.json") >> config;
-  return config;
-}
-
-void write_config(const fs::path& dir, const json& config) {
-  std::ofstream(dir / "config.json") << config.dump(2);
-}
 
 // A W4A16 g32 checkpoint of the tiny model, saved into a fresh folder.
 fs::path saved_checkpoint(const std::string& name) {

@@ -17,41 +17,15 @@
 #include "test_util.h"
 
 namespace {
+using ::ptq::testing::error_of;
+using ::ptq::testing::expect_error;
+using ::ptq::testing::write_bytes;
+using ::ptq::testing::read_bytes;
 namespace fs = std::filesystem;
 using ptq::NamedTensors;
 using ptq::SafetensorsFile;
 using ptq::SafetensorsShardWriter;
 using ptq::TensorStore;
-
-// The message of the ptq::Error that `action` throws; fails the test when it throws nothing.
-std::string error_of(const std::function<void()>& action) {
-  try {
-    action();
-  } catch (const ptq::Error& e) {
-    return e.what();
-  }
-  ADD_FAILURE() << "expected a ptq::Error";
-  return "";
-}
-
-// Expects a ptq::Error whose message contains every one of `parts`.
-void expect_error(const std::function<void()>& action, const std::vector<std::string>& parts) {
-  const std::string message = error_of(action);
-  for (const auto& part : parts)
-    EXPECT_NE(message.find(part), std::string::npos) << "\"" << part << "\" not in: " << message;
-}
-
-void write_bytes(const fs::path& path, const std::string& bytes) {
-  std::ofstream out(path, std::ios::binary);
-  out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-}
-
-std::string read_bytes(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream buffer;
-  buffer << in.rdbuf();
-  return buffer.str();
-}
 
 // A hand-made file: little-endian header length, `header` as given (no padding), then `data_size`
 // zero bytes of data.
