@@ -2,6 +2,7 @@
 // measured in the same run, at M in {1, 16, 128, 512} and (K, N) in {(4096, 4096), (4096, 11008),
 // (11008, 4096)}. Prints a table and writes the rows as JSON.
 // Run: build-bench/bench/cpu_kernel_report --json docs/cpu_kernel_report.json   (about 2-3 minutes)
+//      --shape K N (repeatable) replaces the three shapes, e.g. the TinyLlama ones: --shape 2048 256 --shape 2048 2048
 // Timing: one warm-up call, then calls until --min-time seconds and at least 3 calls; the median counts.
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
@@ -16,6 +17,7 @@
 #include <vector>
 
 #include "backends/cpu/cpu_features.h"
+#include "backends/cpu/onednn_int8_linear.h"
 #include "bench/cpu_kernel_cases.h"
 #include "framework/threads.h"
 
@@ -48,6 +50,11 @@ int main(int argc, char** argv) {
   app.add_option("--min-time", min_time, "Seconds of timed calls per measurement (at least 3 calls)");
   app.add_option("--threads", threads, "Intra-op threads (0: all cores)");
   app.add_option("--rows", rows, "Values of M");
+  std::vector<std::pair<int64_t, int64_t>> shapes = {{4096, 4096}, {4096, 11008}, {11008, 4096}};
+  app.add_option("--shape", shapes, "K and N of one weight (repeatable), e.g. --shape 2048 256 (TinyLlama k/v)")
+      ->expected(2)
+      ->allow_extra_args(false)
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
   CLI11_PARSE(app, argc, argv);
   try {
     const int n_threads = ptq::configure_threads(threads);
@@ -60,7 +67,7 @@ int main(int argc, char** argv) {
     std::string header = fmt::format("{:>4} {:>6} {:>6} {:>10}", "M", "K", "N", "fp32 ms");
     for (const auto& c : cases) header += fmt::format(" {:>12}", c.label);
     std::cout << header << "\n";
-    for (auto [K, N] : {std::pair<int64_t, int64_t>{4096, 4096}, {4096, 11008}, {11008, 4096}}) {
+    for (auto [K, N] : shapes) {
       auto w = torch::randn({N, K}) * 0.02;
       std::vector<std::shared_ptr<ptq::LinearKernel>> kernels;
       for (const auto& c : cases) kernels.push_back(ptq::bench::make_cpu_kernel(c, w));
@@ -73,6 +80,10 @@ int main(int argc, char** argv) {
           const double t = median_ms([&] { kernels[i]->forward(x); }, min_time);
           line += fmt::format(" {:>11.2f}x", fp32 / t);
           row[cases[i].label] = {{"ms", t}, {"speedup", fp32 / t}, {"kernel", kernels[i]->name()}};
+          // The oneDNN implementation can differ per M (a "ref_" one is the slow fallback).
+          if (kernels[i]->name().find("onednn") != std::string::npos) {
+            row[cases[i].label]["onednn_implementation"] = ptq::cpu::onednn_int8_implementation(*kernels[i], M);
+          }
         }
         std::cout << line << std::endl;
         out.push_back(row);

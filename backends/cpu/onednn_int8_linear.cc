@@ -5,11 +5,14 @@
 #include <torch/torch.h>
 
 #include <mutex>
+#include <optional>
+#include <string>
 #include <unordered_map>
 
 #include "backends/cpu/activation_quant_cpu.h"
 #include "backends/cpu/onednn_check.h"
 #include "framework/error.h"
+#include "framework/log.h"
 #include "framework/torch_format.h"
 
 namespace ptq::cpu {
@@ -49,7 +52,7 @@ class OneDnnInt8Linear : public LinearKernel {
     }
 
     // Prepack: let a representative primitive choose the layout, reorder into it once.
-    auto pd = make_pd(kPackM, memory::desc({K_, N_}, dt::s8, tag::any));
+    auto pd = choose_packed_layout();
     packed_desc_ = pd.weights_desc();
     implementation_ = pd.impl_info_str();
     dnnl::engine& engine = cpu_engine();
@@ -116,15 +119,49 @@ class OneDnnInt8Linear : public LinearKernel {
     return PTQ_DNNL(dnnl::matmul::primitive_desc(dnnl::matmul::desc(src, weights, dst), cpu_engine()));
   }
 
+  static bool is_reference_implementation(const dnnl::matmul::primitive_desc& pd) {
+    return std::string(pd.impl_info_str()).rfind("ref", 0) == 0;
+  }
+
+  // One packed copy serves every M, so its layout must suit every M. The layout oneDNN picks for kPackM
+  // rows usually does, but not always: with K = 2048, N = 256 (a GQA k/v projection of TinyLlama) M = 1
+  // falls to ref_int8 with it, 13 ms per call instead of 0.05 ms, which made W8A8 decode slower than
+  // float. The layout picked for one row works there for every M, so it is the second candidate.
+  dnnl::matmul::primitive_desc choose_packed_layout() const {
+    std::optional<dnnl::matmul::primitive_desc> first;
+    for (int64_t pack_m : {kPackM, int64_t{1}}) {
+      auto pd = make_pd(pack_m, memory::desc({K_, N_}, dt::s8, tag::any));
+      if (!first) first = pd;
+      bool all_fast = !is_reference_implementation(pd);
+      for (int64_t probe_m : {int64_t{1}, int64_t{2}, int64_t{16}, kPackM}) {
+        all_fast = all_fast && !is_reference_implementation(make_pd(probe_m, pd.weights_desc()));
+      }
+      if (all_fast) return pd;
+    }
+    return *first;  // no layout avoids ref_ everywhere: keep the big-M one; primitive_for() says so per M
+  }
+
   dnnl::matmul primitive_for(int64_t M) {
     std::lock_guard<std::mutex> lock(mutex_);
     auto it = cache_.find(M);
     if (it != cache_.end()) return it->second;
     if (cache_.size() >= kMaxCachedShapes) cache_.clear();
-    dnnl::matmul prim = PTQ_DNNL(dnnl::matmul(make_pd(M, packed_desc_)));
+    auto pd = make_pd(M, packed_desc_);
+    if (is_reference_implementation(pd) && !warned_reference_) {
+      warned_reference_ = true;
+      log_warning("{}: oneDNN runs {} x {} x {} on its reference implementation {} (slow)", name(), M, K_, N_,
+                  pd.impl_info_str());
+    }
+    dnnl::matmul prim = PTQ_DNNL(dnnl::matmul(pd));
     cache_.emplace(M, prim);
     return prim;
   }
+
+ public:
+  // The oneDNN implementation that runs M rows, e.g. brg:avx512_core_amx_int8 (tests, reports).
+  std::string implementation_for_rows(int64_t M) const { return make_pd(M, packed_desc_).impl_info_str(); }
+
+ private:
 
   // y[m, n] = float(acc') * sx[m] * sw[n] + bias[n] with acc' the zero-point-corrected accumulator.
   void epilogue(const int32_t* acc, int64_t M, bool per_token, const float* sx, const int32_t* zx,
@@ -174,6 +211,7 @@ class OneDnnInt8Linear : public LinearKernel {
   std::string implementation_;  // oneDNN's name for the kPackM primitive, e.g. brg:avx512_core_amx_int8
   std::mutex mutex_;
   std::unordered_map<int64_t, dnnl::matmul> cache_;
+  bool warned_reference_ = false;
 };
 
 }  // namespace
@@ -188,6 +226,12 @@ Support int8_linear_supports(const LinearScheme& s) {
                                    s.group_size));
   }
   return Support::yes();
+}
+
+std::string onednn_int8_implementation(const LinearKernel& kernel, int64_t rows) {
+  const auto* onednn = dynamic_cast<const OneDnnInt8Linear*>(&kernel);
+  PTQ_CHECK(onednn != nullptr, "{} is not a oneDNN int8 kernel", kernel.name());
+  return onednn->implementation_for_rows(rows);
 }
 
 std::shared_ptr<LinearKernel> make_onednn_int8_linear(const QuantizedLinearParams& params) {

@@ -4,6 +4,8 @@
 //   - the int8 weight is reordered once, at kernel creation, into the blocked layout the matmul asks
 //     for (format_tag::any): the plain layout costs 1.3-1.7x;
 //   - primitives are created once per number of input rows M and cached;
+//   - the packed layout is checked to run every M on a fast implementation (a GQA k/v shape ran M = 1 on
+//     ref_int8 with the layout chosen for M = 128);
 //   - no run-time scales: with DNNL_RUNTIME_F32_VAL scales oneDNN 2.6 leaves AMX (brg:avx512_core_amx_int8)
 //     for gemm:jit, and per-row binary post-ops fall to ref_int8. So the matmul computes the raw
 //     s8 x s8 -> s32 product and one fused pass of ours applies everything else.
@@ -14,7 +16,9 @@
 // with the activation codes computed exactly as framework/activation_quant.h does (activation_quant_cpu.h).
 #pragma once
 
+#include <cstdint>
 #include <memory>
+#include <string>
 
 #include "framework/backend.h"
 
@@ -25,5 +29,9 @@ namespace ptq::cpu {
 Support int8_linear_supports(const LinearScheme& scheme);
 
 std::shared_ptr<LinearKernel> make_onednn_int8_linear(const QuantizedLinearParams& params);
+
+// The oneDNN implementation that runs `rows` input rows through `kernel` (made by make_onednn_int8_linear),
+// e.g. brg:avx512_core_amx_int8; one starting with "ref" is oneDNN's slow reference code.
+std::string onednn_int8_implementation(const LinearKernel& kernel, int64_t rows);
 
 }  // namespace ptq::cpu

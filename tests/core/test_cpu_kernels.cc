@@ -189,6 +189,27 @@ TEST_F(CpuKernelTest, W8A8BatchedAndReducedPrecisionInputs) {
   EXPECT_NE(kernel->name().find("onednn"), std::string::npos);
 }
 
+// A GQA k/v projection of TinyLlama (K 2048, N 256): with the weight layout oneDNN picks for M = 128, M = 1
+// ran on oneDNN's reference implementation (ref_int8, ~250x slower), which made W8A8 decode slower than
+// float. The kernel warns when any M lands there; no M may.
+TEST_F(CpuKernelTest, W8A8RunsEveryRowCountOnAFastImplementation) {
+  torch::manual_seed(7);
+  ptq::QuantizedLinearParams p;
+  p.weight = ptq::quantize_weight(torch::randn({256, 2048}) * 0.05, spec(8, ptq::kPerChannel, true));
+  p.act = ptq::ActQuant::kInt8PerTokenDynamic;
+  if (skip_unless_supported(p.scheme())) GTEST_SKIP() << "the CPU backend declines " << p.scheme().name();
+  auto kernel = cpu_->make_linear_kernel(p, torch::kFloat32);
+  auto ref = reference_->make_linear_kernel(p, torch::kFloat32);
+  if (kernel->name().find("[ref") != std::string::npos) GTEST_SKIP() << "oneDNN has no fast int8 path here";
+  ::testing::internal::CaptureStderr();
+  for (int64_t M : kRows) {
+    auto x = torch::randn({M, 2048});
+    EXPECT_TRUE(torch::equal(ref->forward(x), kernel->forward(x))) << "M " << M;
+  }
+  const std::string log = ::testing::internal::GetCapturedStderr();
+  EXPECT_EQ(log.find("reference implementation"), std::string::npos) << log;
+}
+
 // ---- what the backend declines, and the fallback ---------------------------------------------------------
 
 TEST_F(CpuKernelTest, DeclinesWithReasonsAndFallsBackToReference) {
