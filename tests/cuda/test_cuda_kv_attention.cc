@@ -36,15 +36,19 @@ namespace {
 // Tolerances (kernel vs reference holding the same codes).
 // fp32: the kernel differs only by float32 rounding (order of the sums over D and S, scales folded into q
 // and p, the split-K rescaling by exp(m_i - M)); scores are O(10), so each weight moves by a few ulps
-// relative. Elementwise within kFp32AttentionRel of max |reference| and nmse <= kFp32AttentionNmse (a
-// wrong scale, layout or mask gives nmse of order 1).
-constexpr double kFp32AttentionRel = 2e-5;
+// relative (the CPU kernel, same data, measured 5e-6 of max |out|; S here reaches 2049). Elementwise within
+// kFp32AttentionRel of max |reference| and nmse <= kFp32AttentionNmse (a wrong scale, layout or mask gives
+// nmse of order 1).
+constexpr double kFp32AttentionRel = 5e-5;
 constexpr double kFp32AttentionNmse = 1e-9;
 // fp16 / bf16: the reference rounds the dequantized cache to the compute dtype before its fp32 matmuls;
 // the kernel keeps keys and values in fp32. Both round the output once. So: elementwise within the dtype's
-// relative tolerance (tol::rel_tolerance) of max |reference| against the same-dtype reference, and against
-// the fp32 reference (the same codes, keys/values not rounded) within one output rounding: nmse below
-// kHalfVsFp32Nmse (bf16's half ulp 2^-9 squared is 4e-6; fp16's 2^-12 squared 6e-8).
+// relative tolerance (tol::rel_tolerance) of max |reference| and nmse <= tol::kKernelNmse against the
+// same-dtype reference, and against the fp32 reference (the same codes, keys/values not rounded) within
+// one output rounding: nmse below kHalfVsFp32Nmse (bf16's half ulp 2^-9 squared is 4e-6; fp16's 2^-12
+// squared 6e-8). A CPU simulation of exactly these roundings (shape 32/8 heads, D 128, S 300 and 2049)
+// gave, bf16: 2.2e-2 of peak and nmse 1.0e-4 against the bf16 reference, nmse 2.8e-6 against fp32;
+// fp16: 9.6e-4, 1.1e-6 and 4.6e-8.
 constexpr double kHalfVsFp32Nmse = 1e-5;
 // A whole model: logits through two layers; perplexity relative.
 constexpr double kModelLogitsRel = 1e-5;
@@ -147,6 +151,7 @@ void compare(const Case& c, bool dynamic, torch::ScalarType dtype, const ptq::Ba
       const double rel = ptq::tol::rel_tolerance(dtype);
       EXPECT_TRUE(ptq::tol::all_close(expected, out, rel, rel * peak))
           << "max |diff| " << max_diff << ", max |ref| " << peak << (masked ? "" : " (no mask)");
+      EXPECT_LE(ptq::tol::nmse(expected, out), ptq::tol::kKernelNmse) << (masked ? "" : "(no mask)");
       const torch::Tensor exact = ref32->attend(q.to(torch::kFloat32), m, scale);
       EXPECT_LE(ptq::tol::nmse(exact, out), kHalfVsFp32Nmse) << (masked ? "" : "(no mask)");
     }
