@@ -1,8 +1,8 @@
 // The issue-7 int8 KV-cache row: decode attention (one new token) of the CUDA backend's int8 cache
 // (backends/cuda/kv_cache_cuda.h, the split-K kernel) against torch's fp16 attention over an fp16 cache, in
 // the same run. Batch 1, 32 query heads, head_dim 128, KV heads 32 (MHA) and 8 (GQA), 2K / 8K / 16K cached
-// positions (--positions). Prints a markdown table (times in us, speed-up = fp16 SDPA time / int8 time) and
-// writes the rows as JSON (--json).
+// positions (--positions). Prints a markdown table (times in us; speed-ups = fp16 SDPA time / int8 time and
+// best fp16 time (the faster of SDPA and eager) / int8 time) and writes the rows as JSON (--json).
 // Run (GPU machine): build-gpu/bench/cuda_kv_attention_report --json $OUT/kv.json
 //
 // The sides:
@@ -24,6 +24,7 @@
 #include <torch/torch.h>
 #include <torch/version.h>
 
+#include <algorithm>
 #include <cmath>
 #include <fstream>
 #include <iostream>
@@ -91,11 +92,11 @@ int main(int argc, char** argv) {
     const int64_t D = head_dim, H = heads;
     const double scale = 1.0 / std::sqrt(static_cast<double>(D));
     std::cout << fmt::format("device: {} ({} SMs, L2 {} MiB), torch {}; batch 1, {} query heads, head_dim {}, one "
-                             "new token; speed-up = fp16 sdpa time / int8 time\n\n",
+                             "new token; x = fp16 time / int8 time\n\n",
                              prop.name, prop.multiProcessorCount, l2 >> 20, TORCH_VERSION, H, D);
-    std::cout << "| KV heads | positions | fp16 sdpa us | fp16 eager us | int8 dynamic us | x sdpa | int8 static us | "
-                 "x sdpa | int8 dyn GB/s | reference int8 us | nmse int8 vs fp16 |\n"
-                 "|---|---|---|---|---|---|---|---|---|---|---|"
+    std::cout << "| KV heads | positions | fp16 sdpa us | fp16 eager us | int8 dynamic us | x sdpa | x best fp16 | "
+                 "int8 static us | x best fp16 | int8 dyn GB/s | reference int8 us | nmse int8 vs fp16 |\n"
+                 "|---|---|---|---|---|---|---|---|---|---|---|---|"
               << std::endl;
     nlohmann::json out = nlohmann::json::array();
     for (int64_t Hkv : kv_heads) {
@@ -142,16 +143,19 @@ int main(int argc, char** argv) {
         const double err = ptq::tol::nmse(expect, dyn[0]->attend(qs[0], torch::Tensor(), scale));
         const double int8_bytes = static_cast<double>(2 * Hkv * S * D + 2 * Hkv * S * 4);
         const double gbs = int8_bytes / (t_dyn * 1e-3) / 1e9;
-        std::cout << fmt::format("| {} | {} | {:.1f} | {:.1f} | {:.1f} | {:.2f}x | {:.1f} | {:.2f}x | {:.0f} | {} | {:.1e} |",
-                                 Hkv, S, sdpa * 1e3, eager * 1e3, t_dyn * 1e3, sdpa / t_dyn, t_stat * 1e3,
-                                 sdpa / t_stat, gbs, ref.empty() ? std::string("-") : fmt::format("{:.1f}", t_ref * 1e3),
+        const double best = std::min(sdpa, eager);  // the faster torch fp16 path is the baseline that counts
+        std::cout << fmt::format("| {} | {} | {:.1f} | {:.1f} | {:.1f} | {:.2f}x | {:.2f}x | {:.1f} | {:.2f}x | {:.0f} | {} | "
+                                 "{:.1e} |",
+                                 Hkv, S, sdpa * 1e3, eager * 1e3, t_dyn * 1e3, sdpa / t_dyn, best / t_dyn, t_stat * 1e3,
+                                 best / t_stat, gbs, ref.empty() ? std::string("-") : fmt::format("{:.1f}", t_ref * 1e3),
                                  err)
                   << std::endl;
         out.push_back({{"kv_heads", Hkv}, {"heads", H}, {"head_dim", D}, {"positions", S}, {"copies", copies},
                        {"cuda_graph", graphed}, {"fp16_sdpa_us", sdpa * 1e3}, {"fp16_eager_us", eager * 1e3},
                        {"int8_dynamic_us", t_dyn * 1e3}, {"int8_static_us", t_stat * 1e3},
                        {"reference_int8_us", t_ref * 1e3}, {"speedup_dynamic", sdpa / t_dyn},
-                       {"speedup_static", sdpa / t_stat}, {"int8_dynamic_gbs", gbs}, {"nmse_vs_fp16", err}});
+                       {"speedup_static", sdpa / t_stat},
+                       {"speedup_dynamic_vs_best_fp16", best / t_dyn}, {"speedup_static_vs_best_fp16", best / t_stat}, {"int8_dynamic_gbs", gbs}, {"nmse_vs_fp16", err}});
       }
     }
     if (!json_path.empty()) {

@@ -25,15 +25,11 @@ Support int8_kv_attention_supports(const KVQuantParams& params) {
 
 CudaInt8KVCache::CudaInt8KVCache(const KVCacheShape& shape, const KVQuantParams& params) : Int8KVCache(shape, params) {
   PTQ_CHECK(shape.device.is_cuda(), "cuda int8 KV cache: device {} is not a CUDA device", shape.device.str());
-  c10::cuda::CUDAGuard guard(shape.device);
-  int device = 0;
-  PTQ_CUDA_CHECK(cudaGetDevice(&device));
-  PTQ_CUDA_CHECK(cudaDeviceGetAttribute(&sm_count_, cudaDevAttrMultiProcessorCount, device));
 }
 
 bool CudaInt8KVCache::uses_kernel(int64_t rows_per_kv_head, torch::ScalarType dtype) const {
   return kv_decode_supports_head_dim(static_cast<int>(shape().head_dim)) && rows_per_kv_head >= 1 &&
-         rows_per_kv_head <= kCudaKVMaxKernelRows && dtype_code(dtype) >= 0;
+         rows_per_kv_head <= kCudaKVMaxKernelRows && dtype_code(dtype) >= 0 && length() <= kKVDecodeMaxPositions;
 }
 
 torch::Tensor CudaInt8KVCache::attend(const torch::Tensor& q, const torch::Tensor& allowed, double scale) const {
@@ -58,7 +54,9 @@ torch::Tensor CudaInt8KVCache::attend(const torch::Tensor& q, const torch::Tenso
   }
 
   c10::cuda::CUDAGuard guard(sh.device);
-  const torch::Tensor qc = q.contiguous();
+  // The kernel reads q with 16-byte loads: a contiguous view at an odd offset is copied.
+  torch::Tensor qc = q.contiguous();
+  if (reinterpret_cast<uintptr_t>(qc.data_ptr()) % 16 != 0) qc = qc.clone();
   auto out = torch::empty_like(qc);
   const torch::Tensor kc = key_codes(), vc = value_codes();
   const torch::Tensor ks = key_scales(), vs = value_scales();
@@ -98,7 +96,7 @@ torch::Tensor CudaInt8KVCache::attend(const torch::Tensor& q, const torch::Tenso
   a.allowed = mask.defined() ? reinterpret_cast<const uint8_t*>(mask.data_ptr<bool>()) : nullptr;
   a.scale = static_cast<float>(scale);
 
-  const KVDecodePlan plan = kv_decode_plan(a, sm_count_);
+  const KVDecodePlan plan = kv_decode_plan(a);
   auto workspace = torch::empty({plan.workspace_floats}, qc.options().dtype(torch::kFloat32));
   PTQ_CUDA_CHECK(launch_kv_decode_attention(a, plan, workspace.data_ptr<float>(), stream_of(qc)));
   return out;

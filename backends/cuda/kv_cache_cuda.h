@@ -37,9 +37,6 @@ class CudaInt8KVCache : public Int8KVCache {
   std::string name() const override { return Int8KVCache::name() + "-cuda"; }
   // Whether attend(q) with these query rows per KV head takes the kernel (tests check both paths run).
   bool uses_kernel(int64_t rows_per_kv_head, torch::ScalarType dtype) const;
-
- private:
-  int sm_count_ = 1;
 };
 
 // An Int8KVCacheFormat (checkpoints and reports see the same scheme and scales) whose caches are

@@ -1,16 +1,19 @@
 // Int8 KV-cache decode attention, split-K (flash-decoding): kv_attention.h has the storage, the formulas and
-// the work split. This file: the partial kernel (one block = one KV head x one chunk of positions x up to
-// 8 query rows) and the combine kernel.
+// the work split. This file: the partial kernel (one block = one KV head x one tile of kTilePositions(D)
+// positions x up to 8 query rows) and the combine kernel.
 //
-// Inside a block (256 threads), for a chunk of at most kMaxChunk positions:
-//   1. scores: LP = D / CH lanes share one position (each lane CH channels: one 16- or 8-byte load of
-//      codes), multiply with the rows' pre-scaled queries held in registers, sum over the LP lanes with
-//      shuffles; the scores of the chunk go to shared memory.
+// A block (256 threads) first issues every load it will need -- its tile's key AND value codes (64 bytes
+// of each per lane, 32 KiB per block), the per-token scales, the mask bytes -- and only then computes, so
+// two resident blocks keep ~64 KiB per SM in flight (what streaming HBM needs; the first version looped
+// over 512-position chunks with 16 KiB in flight and reached 0.3-1.7 TB/s). Then:
+//   1. scores: LP = D / CH lanes share one position (each lane CH channels), multiply with the rows'
+//      pre-scaled queries held in registers, sum over the LP lanes with shuffles; scores to shared memory.
 //   2. softmax partials: one warp per row applies the mask, takes the max m, writes p = exp(s - m)
 //      (times the value's per-token scale in dynamic mode) back and sums l = sum p.
-//   3. values: each lane accumulates p * code over its positions for its CH channels and every row, in
-//      registers; warps are summed with shuffles, then shared-memory atomics; the block writes its
-//      unnormalized partial out (times the per-channel value scale in static mode), m and l.
+//   3. values: each lane accumulates p * code for its positions and CH channels, every row, in registers
+//      (the value codes arrived long ago); position groups are summed with shuffles, warps with
+//      shared-memory atomics; the block writes its unnormalized partial (times the per-channel value scale
+//      in static mode), m and l.
 // Codes become floats without I2F (a quarter-rate instruction): (code ^ 0x80) is code + 128 as a byte;
 // placed under the exponent of 2^23 it is the float 2^23 + code + 128, and one subtraction leaves the
 // exact integer code.
@@ -27,23 +30,47 @@ namespace {
 
 constexpr int kThreads = 256;
 constexpr int kWarps = kThreads / 32;
-constexpr int kMaxChunk = 512;  // positions per block: the scores of 8 rows fit in 16 KiB of shared memory
-constexpr int kMinChunk = 64;   // below this the block's fixed cost (q, syncs, partial write) dominates
-constexpr int kUnroll = 4;      // code loads in flight per lane before the arithmetic that uses them
+constexpr int kLaneBytes = 64;  // key bytes (and value bytes) each lane loads per block
 
-__device__ __forceinline__ float load_elem(const void* p, int dtype, int64_t i) {
-  switch (dtype) {
-    case 0: return __half2float(static_cast<const __half*>(p)[i]);
-    case 1: return __bfloat162float(static_cast<const __nv_bfloat16*>(p)[i]);
-    default: return static_cast<const float*>(p)[i];
-  }
-}
+// Positions per block: 256 lanes x 64 bytes / D bytes per position (128 at D = 128, 256 at D = 64).
+__host__ __device__ constexpr int tile_positions(int D) { return kThreads * kLaneBytes / D; }
 
 __device__ __forceinline__ void store_elem(void* p, int dtype, int64_t i, float v) {
   switch (dtype) {
     case 0: static_cast<__half*>(p)[i] = __float2half_rn(v); break;
     case 1: static_cast<__nv_bfloat16*>(p)[i] = __float2bfloat16_rn(v); break;
     default: static_cast<float*>(p)[i] = v; break;
+  }
+}
+
+// CH consecutive elements of q (dtype) as floats; 16-byte loads (the glue checks q's alignment, and
+// offsets are multiples of 8 elements).
+template <int CH>
+__device__ __forceinline__ void load_q(const void* q, int dtype, int64_t offset, float (&out)[CH]) {
+  if (dtype == 2) {
+    const float4* p = reinterpret_cast<const float4*>(static_cast<const float*>(q) + offset);
+#pragma unroll
+    for (int i = 0; i < CH / 4; ++i) {
+      const float4 v = p[i];
+      out[4 * i] = v.x, out[4 * i + 1] = v.y, out[4 * i + 2] = v.z, out[4 * i + 3] = v.w;
+    }
+    return;
+  }
+  const uint4* p = reinterpret_cast<const uint4*>(static_cast<const uint16_t*>(q) + offset);
+#pragma unroll
+  for (int i = 0; i < CH / 8; ++i) {
+    const uint4 v = p[i];
+    const uint32_t w[4] = {v.x, v.y, v.z, v.w};
+#pragma unroll
+    for (int j = 0; j < 4; ++j) {
+      float2 f;
+      if (dtype == 0) {
+        f = __half22float2(*reinterpret_cast<const __half2*>(&w[j]));
+      } else {
+        f = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&w[j]));
+      }
+      out[8 * i + 2 * j] = f.x, out[8 * i + 2 * j + 1] = f.y;
+    }
   }
 }
 
@@ -66,11 +93,6 @@ __device__ __forceinline__ void load_codes(const int8_t* p, uint32_t (&w)[CH / 4
   }
 }
 
-struct Tile {
-  int b, kv, tile, split;
-  int s0, len;  // first position and positions of this block's chunk
-};
-
 // Partials: o [bh][tile][R][split][D], then ml [bh][tile][R][split][2] (max, sum).
 __device__ __forceinline__ int64_t partial_row(int bh, int tile, int r, int split, int row_tiles, int R, int splits) {
   return ((static_cast<int64_t>(bh) * row_tiles + tile) * R + r) * splits + split;
@@ -78,106 +100,131 @@ __device__ __forceinline__ int64_t partial_row(int bh, int tile, int r, int spli
 
 template <int D, int R, int CH>
 __global__ void __launch_bounds__(kThreads, 2)
-    kv_decode_partial_kernel(const KVDecodeArgs a, int chunk, int splits, int row_tiles, float* __restrict__ part_o,
+    kv_decode_partial_kernel(const KVDecodeArgs a, int splits, int row_tiles, float* __restrict__ part_o,
                              float* __restrict__ part_ml) {
-  constexpr int LP = D / CH;         // lanes per position
-  constexpr int NG = kThreads / LP;  // positions per block step
+  constexpr int LP = D / CH;                // lanes per position
+  constexpr int NG = kThreads / LP;         // positions per block step
+  constexpr int U = kLaneBytes / CH;        // positions per lane
+  constexpr int TILE = NG * U;              // positions per block
+  static_assert(TILE == tile_positions(D), "tile size");
   static_assert(LP >= 1 && LP <= 32 && (LP & (LP - 1)) == 0, "D / CH must be a power of two <= 32");
-  __shared__ float scores[R][kMaxChunk];
+  __shared__ float scores[R][TILE];
   __shared__ float red[R][D];
+  __shared__ float vscale[TILE];
+  __shared__ uint8_t allowed[R][TILE];
 
   const int bh = blockIdx.y, b = bh / a.kv_heads, kv = bh % a.kv_heads;
   const int tile = blockIdx.z, split = blockIdx.x;
   const int G = a.heads / a.kv_heads, rows = G * a.tokens;
-  const int s0 = split * chunk, len = min(chunk, a.length - s0);
+  const int s0 = split * TILE, len = min(TILE, a.length - s0);
   const int group = threadIdx.x / LP, c0 = (threadIdx.x % LP) * CH;
-  const int8_t* kbase = a.k_codes + bh * a.bh_stride + c0;
-  const int8_t* vbase = a.v_codes + bh * a.bh_stride + c0;
+  const bool writer = threadIdx.x % LP == 0;
+
+  // 0. Every load first: key and value codes of this lane's U positions, then their per-token scales.
+  uint32_t kw[U][CH / 4], vw[U][CH / 4];
+  {
+    const int8_t* kbase = a.k_codes + bh * a.bh_stride + static_cast<int64_t>(s0) * D + c0;
+    const int8_t* vbase = a.v_codes + bh * a.bh_stride + static_cast<int64_t>(s0) * D + c0;
+#pragma unroll
+    for (int u = 0; u < U; ++u) {
+      const int sl = u * NG + group;
+      if (sl < len) {
+        load_codes<CH>(kbase + sl * D, kw[u]);
+        load_codes<CH>(vbase + sl * D, vw[u]);
+      } else {
+#pragma unroll
+        for (int i = 0; i < CH / 4; ++i) kw[u][i] = vw[u][i] = 0;  // code 0 (p is 0 there too)
+      }
+    }
+  }
+  float ks[U];
+#pragma unroll
+  for (int u = 0; u < U; ++u) {
+    const int sl = u * NG + group;
+    ks[u] = 1.f;
+    if (a.k_token_scale && writer && sl < len) {
+      ks[u] = __ldg(a.k_token_scale + bh * a.scale_bh_stride + s0 + sl);
+      vscale[sl] = __ldg(a.v_token_scale + bh * a.scale_bh_stride + s0 + sl);
+    }
+  }
+  // The mask bytes of the rows' tokens (rows of one token share them; decode has one token).
+  for (int i = threadIdx.x; i < R * TILE; i += kThreads) {
+    const int r = i / TILE, sl = i % TILE, j = tile * R + r;
+    uint8_t ok = 1;
+    if (a.allowed && j < rows && sl < len) ok = a.allowed[(static_cast<int64_t>(b) * a.tokens + j / G) * a.length + s0 + sl];
+    allowed[r][sl] = ok;
+  }
+  for (int i = threadIdx.x; i < R * D; i += kThreads) (&red[0][0])[i] = 0.f;
 
   // Queries of the tile's rows, pre-scaled: scale (and the static per-channel key scale) folded in.
   float q[R][CH];
+  float kc[CH];
+#pragma unroll
+  for (int c = 0; c < CH; ++c) kc[c] = a.scale;
+  if (a.k_channel_scale) {
+    const float4* p = reinterpret_cast<const float4*>(a.k_channel_scale + kv * D + c0);
+#pragma unroll
+    for (int i = 0; i < CH / 4; ++i) {
+      const float4 v = __ldg(p + i);
+      kc[4 * i] *= v.x, kc[4 * i + 1] *= v.y, kc[4 * i + 2] *= v.z, kc[4 * i + 3] *= v.w;
+    }
+  }
 #pragma unroll
   for (int r = 0; r < R; ++r) {
     const int j = tile * R + r;
     if (j < rows) {
       const int t = j / G, h = kv * G + j % G;
-      const int64_t base = ((static_cast<int64_t>(b) * a.heads + h) * a.tokens + t) * D + c0;
+      load_q<CH>(a.q, a.dtype, ((static_cast<int64_t>(b) * a.heads + h) * a.tokens + t) * D + c0, q[r]);
 #pragma unroll
-      for (int c = 0; c < CH; ++c) {
-        float s = a.scale;
-        if (a.k_channel_scale) s *= a.k_channel_scale[kv * D + c0 + c];
-        q[r][c] = load_elem(a.q, a.dtype, base + c) * s;
-      }
+      for (int c = 0; c < CH; ++c) q[r][c] *= kc[c];
     } else {
 #pragma unroll
       for (int c = 0; c < CH; ++c) q[r][c] = 0.f;  // padding row: computed, never written
     }
   }
+  __syncthreads();  // allowed[], vscale[], red[] are written
 
   // 1. Scores.
-  for (int step = 0; step < len; step += NG * kUnroll) {
-    uint32_t w[kUnroll][CH / 4];
 #pragma unroll
-    for (int u = 0; u < kUnroll; ++u) {
-      const int sl = step + u * NG + group;
-      if (sl < len) {
-        load_codes<CH>(kbase + static_cast<int64_t>(s0 + sl) * D, w[u]);
-      } else {
+  for (int u = 0; u < U; ++u) {
+    float acc[R];
 #pragma unroll
-        for (int i = 0; i < CH / 4; ++i) w[u][i] = 0;
+    for (int r = 0; r < R; ++r) acc[r] = 0.f;
+#pragma unroll
+    for (int i = 0; i < CH / 4; ++i) {
+      const uint32_t biased = kw[u][i] ^ 0x80808080u;
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const float f = code_to_float(biased, e);
+#pragma unroll
+        for (int r = 0; r < R; ++r) acc[r] = fmaf(q[r][4 * i + e], f, acc[r]);
       }
     }
 #pragma unroll
-    for (int u = 0; u < kUnroll; ++u) {
-      float acc[R];
+    for (int off = LP / 2; off > 0; off /= 2) {
 #pragma unroll
-      for (int r = 0; r < R; ++r) acc[r] = 0.f;
+      for (int r = 0; r < R; ++r) acc[r] += __shfl_xor_sync(0xffffffffu, acc[r], off);
+    }
+    const int sl = u * NG + group;
+    if (writer && sl < len) {
 #pragma unroll
-      for (int i = 0; i < CH / 4; ++i) {
-        const uint32_t biased = w[u][i] ^ 0x80808080u;
-#pragma unroll
-        for (int e = 0; e < 4; ++e) {
-          const float f = code_to_float(biased, e);
-#pragma unroll
-          for (int r = 0; r < R; ++r) acc[r] = fmaf(q[r][4 * i + e], f, acc[r]);
-        }
-      }
-#pragma unroll
-      for (int off = LP / 2; off > 0; off /= 2) {
-#pragma unroll
-        for (int r = 0; r < R; ++r) acc[r] += __shfl_xor_sync(0xffffffffu, acc[r], off);
-      }
-      const int sl = step + u * NG + group;
-      if (threadIdx.x % LP == 0 && sl < len) {
-        const float ks = a.k_token_scale ? a.k_token_scale[bh * a.scale_bh_stride + s0 + sl] : 1.f;
-#pragma unroll
-        for (int r = 0; r < R; ++r) scores[r][sl] = acc[r] * ks;
-      }
+      for (int r = 0; r < R; ++r) scores[r][sl] = allowed[r][sl] ? acc[r] * ks[u] : -FLT_MAX;
     }
   }
-  for (int i = threadIdx.x; i < R * D; i += kThreads) (&red[0][0])[i] = 0.f;
   __syncthreads();
 
-  // 2. Mask, max, exp, sum: one warp per row.
+  // 2. Max, exp, sum: one warp per row.
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   for (int r = warp; r < R; r += kWarps) {
-    const int j = tile * R + r;
-    const uint8_t* mask = nullptr;
-    if (a.allowed && j < rows) mask = a.allowed + (static_cast<int64_t>(b) * a.tokens + j / G) * a.length + s0;
     float m = -FLT_MAX;
-    for (int sl = lane; sl < len; sl += 32) {
-      float s = scores[r][sl];
-      if (mask && !mask[sl]) s = -FLT_MAX;
-      scores[r][sl] = s;
-      m = fmaxf(m, s);
-    }
+    for (int sl = lane; sl < len; sl += 32) m = fmaxf(m, scores[r][sl]);
 #pragma unroll
     for (int off = 16; off > 0; off /= 2) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, off));
     float l = 0.f;
     for (int sl = lane; sl < len; sl += 32) {
       const float p = expf(scores[r][sl] - m);
       l += p;
-      scores[r][sl] = a.v_token_scale ? p * a.v_token_scale[bh * a.scale_bh_stride + s0 + sl] : p;
+      scores[r][sl] = a.v_token_scale ? p * vscale[sl] : p;
     }
 #pragma unroll
     for (int off = 16; off > 0; off /= 2) l += __shfl_xor_sync(0xffffffffu, l, off);
@@ -189,37 +236,27 @@ __global__ void __launch_bounds__(kThreads, 2)
   }
   __syncthreads();
 
-  // 3. Weighted values.
+  // 3. Weighted values (positions past the end have p = 0 and zero codes).
   float acc[R][CH];
 #pragma unroll
   for (int r = 0; r < R; ++r) {
 #pragma unroll
     for (int c = 0; c < CH; ++c) acc[r][c] = 0.f;
   }
-  for (int step = 0; step < len; step += NG * kUnroll) {
-    uint32_t w[kUnroll][CH / 4];
 #pragma unroll
-    for (int u = 0; u < kUnroll; ++u) {
-      const int sl = step + u * NG + group;
-      if (sl < len) load_codes<CH>(vbase + static_cast<int64_t>(s0 + sl) * D, w[u]);
-    }
+  for (int u = 0; u < U; ++u) {
+    const int sl = u * NG + group;
+    float p[R];
 #pragma unroll
-    for (int u = 0; u < kUnroll; ++u) {
-      const int sl = step + u * NG + group;
-      if (sl < len) {
-        float p[R];
+    for (int r = 0; r < R; ++r) p[r] = sl < len ? scores[r][sl] : 0.f;
 #pragma unroll
-        for (int r = 0; r < R; ++r) p[r] = scores[r][sl];
+    for (int i = 0; i < CH / 4; ++i) {
+      const uint32_t biased = vw[u][i] ^ 0x80808080u;
 #pragma unroll
-        for (int i = 0; i < CH / 4; ++i) {
-          const uint32_t biased = w[u][i] ^ 0x80808080u;
+      for (int e = 0; e < 4; ++e) {
+        const float f = code_to_float(biased, e);
 #pragma unroll
-          for (int e = 0; e < 4; ++e) {
-            const float f = code_to_float(biased, e);
-#pragma unroll
-            for (int r = 0; r < R; ++r) acc[r][4 * i + e] = fmaf(p[r], f, acc[r][4 * i + e]);
-          }
-        }
+        for (int r = 0; r < R; ++r) acc[r][4 * i + e] = fmaf(p[r], f, acc[r][4 * i + e]);
       }
     }
   }
@@ -247,9 +284,27 @@ __global__ void __launch_bounds__(kThreads, 2)
   }
 }
 
+// Block-wide max or sum of one value per thread (blockDim.x = D: 2 or 4 warps).
+__device__ __forceinline__ float block_all(float v, bool is_max, float* buf) {
+#pragma unroll
+  for (int off = 16; off > 0; off /= 2) {
+    const float o = __shfl_xor_sync(0xffffffffu, v, off);
+    v = is_max ? fmaxf(v, o) : v + o;
+  }
+  __syncthreads();  // buf may still be read by the previous call
+  if (threadIdx.x % 32 == 0) buf[threadIdx.x / 32] = v;
+  __syncthreads();
+  v = buf[0];
+  for (int i = 1; i < static_cast<int>(blockDim.x / 32); ++i) v = is_max ? fmaxf(v, buf[i]) : v + buf[i];
+  return v;
+}
+
 // One block per real query row, one thread per channel: out = sum_i e^(m_i - M) o_i / sum_i e^(m_i - M) l_i.
+// The weights e^(m_i - M) are computed once, in parallel, into shared memory (splits floats).
 __global__ void kv_decode_combine_kernel(const KVDecodeArgs a, int R, int splits, int row_tiles,
                                          const float* __restrict__ part_o, const float* __restrict__ part_ml) {
+  extern __shared__ float weight[];
+  __shared__ float buf[4];
   const int D = a.head_dim;
   const int G = a.heads / a.kv_heads, rows = G * a.tokens;
   int idx = blockIdx.x;
@@ -258,30 +313,40 @@ __global__ void kv_decode_combine_kernel(const KVDecodeArgs a, int R, int splits
   const int tile = idx % row_tiles;
   const int bh = idx / row_tiles, b = bh / a.kv_heads, kv = bh % a.kv_heads;
   const int j = tile * R + r;
-  if (j >= rows) return;
+  if (j >= rows) return;  // the whole block: no barrier is left half-reached
   const int64_t first = partial_row(bh, tile, r, 0, row_tiles, R, splits);
+  const float2* ml = reinterpret_cast<const float2*>(part_ml) + first;
   float M = -FLT_MAX;
-  for (int i = 0; i < splits; ++i) M = fmaxf(M, part_ml[2 * (first + i)]);
-  const int t = j / G, h = kv * G + j % G;
-  const int64_t out = ((static_cast<int64_t>(b) * a.heads + h) * a.tokens + t) * D;
-  for (int d = threadIdx.x; d < D; d += blockDim.x) {
-    float num = 0.f, den = 0.f;
-    for (int i = 0; i < splits; ++i) {
-      const float w = expf(part_ml[2 * (first + i)] - M);
-      den = fmaf(w, part_ml[2 * (first + i) + 1], den);
-      num = fmaf(w, part_o[(first + i) * D + d], num);
-    }
-    store_elem(a.out, a.dtype, out + d, num / den);
+  for (int i = threadIdx.x; i < splits; i += blockDim.x) M = fmaxf(M, ml[i].x);
+  M = block_all(M, true, buf);
+  float L = 0.f;
+  for (int i = threadIdx.x; i < splits; i += blockDim.x) {
+    const float2 v = ml[i];
+    const float w = expf(v.x - M);
+    weight[i] = w;
+    L = fmaf(w, v.y, L);
   }
+  L = block_all(L, false, buf);  // its barriers also publish weight[]
+  const int t = j / G, h = kv * G + j % G;
+  const int d = threadIdx.x;
+  const float* o = part_o + first * D + d;
+  float num[4] = {0.f, 0.f, 0.f, 0.f};  // four independent chains: the loads overlap
+  int i = 0;
+  for (; i + 4 <= splits; i += 4) {
+#pragma unroll
+    for (int k = 0; k < 4; ++k) num[k] = fmaf(weight[i + k], o[static_cast<int64_t>(i + k) * D], num[k]);
+  }
+  for (; i < splits; ++i) num[0] = fmaf(weight[i], o[static_cast<int64_t>(i) * D], num[0]);
+  store_elem(a.out, a.dtype, ((static_cast<int64_t>(b) * a.heads + h) * a.tokens + t) * D + d,
+             ((num[0] + num[1]) + (num[2] + num[3])) / L);
 }
 
 template <int D, int R>
 cudaError_t launch_partial(const KVDecodeArgs& a, const KVDecodePlan& p, float* part_o, float* part_ml,
                            cudaStream_t stream) {
-  constexpr int CH = R <= 4 ? 16 : 8;  // registers: q and the value accumulators are 2 * R * CH floats
+  constexpr int CH = R <= 4 ? 16 : 8;  // registers: q and the value accumulators are R * CH floats each
   const dim3 grid(p.splits, a.batch * a.kv_heads, p.row_tiles);
-  kv_decode_partial_kernel<D, R, CH><<<grid, kThreads, 0, stream>>>(a, p.chunk, p.splits, p.row_tiles, part_o,
-                                                                     part_ml);
+  kv_decode_partial_kernel<D, R, CH><<<grid, kThreads, 0, stream>>>(a, p.splits, p.row_tiles, part_o, part_ml);
   return cudaGetLastError();
 }
 
@@ -301,23 +366,13 @@ cudaError_t launch_partial_rows(const KVDecodeArgs& a, const KVDecodePlan& p, fl
 
 bool kv_decode_supports_head_dim(int head_dim) { return head_dim == 64 || head_dim == 128; }
 
-KVDecodePlan kv_decode_plan(const KVDecodeArgs& a, int sm_count, int splits_override) {
+KVDecodePlan kv_decode_plan(const KVDecodeArgs& a) {
   KVDecodePlan p;
   const int rows = (a.heads / std::max(a.kv_heads, 1)) * a.tokens;
   while (p.rows_per_tile < 8 && p.rows_per_tile < rows) p.rows_per_tile *= 2;
   p.row_tiles = std::max(1, (rows + p.rows_per_tile - 1) / p.rows_per_tile);
-  const int S = std::max(a.length, 1);
-  int want = splits_override;
-  if (want <= 0) {
-    // About four blocks per SM in all (two resident at a time): enough bytes in flight to stream HBM.
-    const int64_t heads = static_cast<int64_t>(a.batch) * a.kv_heads * p.row_tiles;
-    want = static_cast<int>(std::max<int64_t>(1, (4 * static_cast<int64_t>(sm_count) + heads - 1) / heads));
-  }
-  int chunk = (S + want - 1) / want;
-  chunk = (chunk + 31) / 32 * 32;
-  if (splits_override <= 0) chunk = std::max(chunk, kMinChunk);
-  p.chunk = std::min(chunk, kMaxChunk);
-  p.splits = (S + p.chunk - 1) / p.chunk;
+  p.chunk = tile_positions(std::max(a.head_dim, 1));
+  p.splits = std::max(1, (a.length + p.chunk - 1) / p.chunk);
   p.workspace_floats = static_cast<int64_t>(a.batch) * a.kv_heads * p.row_tiles * p.rows_per_tile * p.splits *
                        (a.head_dim + 2);
   return p;
@@ -326,7 +381,7 @@ KVDecodePlan kv_decode_plan(const KVDecodeArgs& a, int sm_count, int splits_over
 cudaError_t launch_kv_decode_attention(const KVDecodeArgs& a, const KVDecodePlan& p, float* workspace,
                                        cudaStream_t stream) {
   if (!kv_decode_supports_head_dim(a.head_dim) || a.kv_heads <= 0 || a.heads % a.kv_heads != 0 || a.length <= 0 ||
-      a.tokens <= 0 || a.dtype < 0 || a.dtype > 2)
+      a.length > kKVDecodeMaxPositions || a.tokens <= 0 || a.dtype < 0 || a.dtype > 2)
     return cudaErrorInvalidValue;
   float* part_o = workspace;
   float* part_ml = workspace + static_cast<int64_t>(a.batch) * a.kv_heads * p.row_tiles * p.rows_per_tile *
@@ -335,8 +390,8 @@ cudaError_t launch_kv_decode_attention(const KVDecodeArgs& a, const KVDecodePlan
                                          : launch_partial_rows<128>(a, p, part_o, part_ml, stream);
   if (e != cudaSuccess) return e;
   const int blocks = a.batch * a.kv_heads * p.row_tiles * p.rows_per_tile;
-  kv_decode_combine_kernel<<<blocks, a.head_dim, 0, stream>>>(a, p.rows_per_tile, p.splits, p.row_tiles, part_o,
-                                                              part_ml);
+  kv_decode_combine_kernel<<<blocks, a.head_dim, p.splits * sizeof(float), stream>>>(a, p.rows_per_tile, p.splits,
+                                                                                     p.row_tiles, part_o, part_ml);
   return cudaGetLastError();
 }
 

@@ -14,8 +14,8 @@
 //   out = sum_s softmax(score)[s] * code_v[s, :] * v_scale, rounded once to the output dtype.
 // Work split: grid (splits, B * Hkv, row tiles). Each block takes one KV head's chunk of positions and up to
 // 8 query rows reading that head (the GQA heads of each token, token-major), reads each key and value code
-// once for all its rows, and writes an unnormalized partial (max, sum, weighted V); a second kernel combines
-// the splits with the usual rescaling by exp(m_i - max m).
+// once for all its rows (more than 8 rows per KV head: once per 8), and writes an unnormalized partial
+// (max, sum, weighted V); a second kernel combines the splits with the usual rescaling by exp(m_i - max m).
 #pragma once
 
 #include <cuda_runtime_api.h>
@@ -47,10 +47,11 @@ struct KVDecodeArgs {
 
 // Whether the kernel handles this head dimension (64 and 128 today).
 bool kv_decode_supports_head_dim(int head_dim);
+// Longest cache the kernel takes (the combine kernel keeps one float per split in shared memory).
+inline constexpr int kKVDecodeMaxPositions = 1 << 20;
 
-// The workspace plan of one call: the number of position splits, the positions per split, and the float32
-// scratch (partials) the caller allocates. sm_count: the device's multiprocessors (the splits aim at a few
-// blocks per SM); splits_override > 0 forces that many splits (tests).
+// The work split of one call: one block per (KV head, row tile, chunk of `chunk` positions: 128 at D = 128,
+// 256 at D = 64, 32 KiB of codes), and the float32 scratch (partials) the caller allocates.
 struct KVDecodePlan {
   int splits = 1;
   int chunk = 0;
@@ -58,7 +59,7 @@ struct KVDecodePlan {
   int row_tiles = 1;
   int64_t workspace_floats = 0;
 };
-KVDecodePlan kv_decode_plan(const KVDecodeArgs& args, int sm_count, int splits_override = 0);
+KVDecodePlan kv_decode_plan(const KVDecodeArgs& args);
 
 // Runs both kernels. workspace: plan.workspace_floats float32, any contents.
 cudaError_t launch_kv_decode_attention(const KVDecodeArgs& args, const KVDecodePlan& plan, float* workspace,
