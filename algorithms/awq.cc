@@ -247,6 +247,14 @@ torch::Tensor search_clip_ratios(const torch::Tensor& weight, const torch::Tenso
   const int64_t steps = static_cast<int64_t>(std::floor(max_shrink * static_cast<double>(grid) + 1e-9));
   // Output rows in chunks bound the [groups, n, rows] products (a 7B MLP would otherwise need GBs).
   const int64_t chunk = std::max<int64_t>(1, (int64_t{64} << 20) / std::max<int64_t>(1, groups * n));
+  // Quantization groups in batches bound them further, to ~8M floats (32 MB; the 64M-element row
+  // chunk alone let a TinyLlama MLP product reach 184 MB, the peak of a layer-streamed AWQ run). The
+  // split is over bmm's batch dimension only: each group's GEMM keeps its shape and each error
+  // element its reduction over the same n tokens, so the ratios are bit-identical to one batch.
+  // (Splitting the row chunk instead would change the GEMM shapes, hence possibly the rounding.)
+  const auto group_batch = [&](int64_t rows) {
+    return std::max<int64_t>(1, (int64_t{8} << 20) / std::max<int64_t>(1, n * rows));
+  };
   for (int64_t i = 0; i <= steps; ++i) {
     const double r = 1.0 - static_cast<double>(i) / static_cast<double>(grid);
     WeightQuantSpec clipped = spec;
@@ -255,13 +263,17 @@ torch::Tensor search_clip_ratios(const torch::Tensor& weight, const torch::Tenso
     for (int64_t r0 = 0; r0 < out; r0 += chunk) {
       const int64_t rows = std::min(chunk, out - r0);
       const torch::Tensor d = delta.narrow(0, r0, rows).permute({1, 2, 0});  // [groups, cols, rows]
-      // pow_ in place: the [groups, n, rows] product is the search's largest tensor; a second one
-      // for its square was the peak of a layer-streamed AWQ run.
-      const torch::Tensor err = torch::bmm(x, d).pow_(2).mean(1).t();      // [rows, groups]
-      torch::Tensor be = best_error.narrow(0, r0, rows), br = best_ratio.narrow(0, r0, rows);
-      const torch::Tensor better = err < be;
-      be.copy_(torch::where(better, err, be));
-      br.masked_fill_(better, r);
+      const int64_t batch = group_batch(rows);
+      for (int64_t g0 = 0; g0 < groups; g0 += batch) {
+        const int64_t g = std::min(batch, groups - g0);
+        // pow_ in place: no second tensor of the product's size for its square.
+        const torch::Tensor err = torch::bmm(x.narrow(0, g0, g), d.narrow(0, g0, g)).pow_(2).mean(1).t();  // [rows, g]
+        torch::Tensor be = best_error.narrow(0, r0, rows).narrow(1, g0, g);
+        torch::Tensor br = best_ratio.narrow(0, r0, rows).narrow(1, g0, g);
+        const torch::Tensor better = err < be;
+        be.copy_(torch::where(better, err, be));
+        br.masked_fill_(better, r);
+      }
     }
   }
   return best_ratio;
