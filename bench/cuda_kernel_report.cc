@@ -1,6 +1,6 @@
-// The issue-7 comparison table: CUDA-backend kernels against torch fp16 linear (cuBLAS) in the same run, at
-// M in {1, 16, 2048, 4096} and (K, N) in {(4096, 4096), (4096, 11008), (11008, 4096)}. Prints a markdown
-// table of speed-ups (fp16 time / kernel time) and writes the rows as JSON.
+// The issue-7 comparison table: CUDA-backend kernels (W4A16, W8A8, W8A16) against torch fp16 linear (cuBLAS)
+// in the same run, at M in {1, 16, 2048, 4096} (--rows) and (K, N) in {(4096, 4096), (4096, 11008),
+// (11008, 4096)}. Prints a markdown table of speed-ups (fp16 time / kernel time) and writes the rows as JSON.
 // Run (GPU machine): build-gpu/bench/cuda_kernel_report --json $OUT/cuda_kernel_report.json
 // Timing: CUDA events around `reps` back-to-back calls, captured once into a CUDA graph and replayed (so
 // host-side launch overhead, identical for both sides' PyTorch glue, does not hide microsecond kernels;
@@ -126,6 +126,8 @@ int main(int argc, char** argv) {
         {"w4a16-g128-asym", 4, 128, false, ptq::ActQuant::kNone},
         {"w4a16-g128-sym", 4, 128, true, ptq::ActQuant::kNone},
         {"w8a8-dynamic", 8, ptq::kPerChannel, true, ptq::ActQuant::kInt8PerTokenDynamic},
+        {"w8a16", 8, ptq::kPerChannel, true, ptq::ActQuant::kNone},
+        {"w8a16-g128-asym", 8, 128, false, ptq::ActQuant::kNone},
     };
     nlohmann::json out = nlohmann::json::array();
     std::cout << fmt::format("device: {} ({} SMs, L2 {} MiB); speed-up = fp16 time / kernel time\n\n", prop.name,

@@ -5,7 +5,7 @@
 
 #include "backends/cuda/int8_linear.h"
 #include "backends/cuda/kv_cache_cuda.h"
-#include "backends/cuda/w4a16_linear.h"
+#include "backends/cuda/weight_only_linear.h"
 #include "framework/error.h"
 
 namespace ptq {
@@ -18,7 +18,7 @@ Support CudaBackend::supports_device(const torch::Device& device) const {
 
 Support CudaBackend::supports(const LinearScheme& s) const {
   if (s.weight_bits == 0) return Support::no("float scheme: nothing to quantize");
-  return s.act == ActQuant::kNone ? cuda::w4a16_supports(s) : cuda::int8_linear_supports(s);
+  return s.act == ActQuant::kNone ? cuda::weight_only_supports(s) : cuda::int8_linear_supports(s);
 }
 
 std::shared_ptr<LinearKernel> CudaBackend::make_linear_kernel(const QuantizedLinearParams& params,
@@ -29,7 +29,7 @@ std::shared_ptr<LinearKernel> CudaBackend::make_linear_kernel(const QuantizedLin
             params.weight.data.defined() ? params.weight.data.device().str() : std::string("(undefined)"));
   const Support s = supports(params.scheme());
   PTQ_CHECK(s.ok, "cuda backend: {}", s.reason);
-  if (params.act == ActQuant::kNone) return cuda::make_w4a16_linear(params);
+  if (params.act == ActQuant::kNone) return cuda::make_weight_only_linear(params);
   return cuda::make_int8_linear(params);
 }
 

@@ -1,12 +1,12 @@
 // The CUDA backend ("cuda"): quantized Linear kernels for NVIDIA GPUs (written for Hopper, sm_90).
-//   W4A16 (int4, sym or asym; groups that are a multiple of 16, per-channel, per-tensor):
-//       tensor-core decode kernel for M <= 16, dequantize + cuBLAS above (w4a16_linear.h)
+//   W4A16 and W8A16 (int4 / int8, sym or asym; groups that are a multiple of 16, per-channel, per-tensor):
+//       tensor-core decode kernel for M <= 16, dequantize + cuBLAS above (weight_only_linear.h)
 //   W8A8 (int8 symmetric per-channel / per-tensor weights; int8 activations dynamic per-token or static
 //       per-tensor, sym or asym): int8 quantization kernel + cuBLASLt int8 GEMM + epilogue (int8_linear.h)
 //   int8 KV cache (static per-channel, dynamic per-token): split-K decode attention over the int8 codes,
 //       dequantize + torch attention for prefill (kv_cache_cuda.h)
-// Declined with a reason (select_backend() then uses the reference backend): CPU devices, W8A16, 3-bit
-// weights, other group sizes, asymmetric int8 weights.
+// Declined with a reason (select_backend() then uses the reference backend): CPU devices, 3-bit weights,
+// other group sizes, asymmetric int8 weights with int8 activations (W8A8).
 // This header is plain C++ (no CUDA types): builtin_backends.cc includes it.
 #pragma once
 

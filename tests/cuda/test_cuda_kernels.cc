@@ -1,6 +1,6 @@
 // The CUDA backend (backends/cuda) against the reference backend on the same GPU inputs: W8A8 bit for bit
-// (same activation codes, exact int32 accumulation, the reference's float32 epilogue), W4A16 within the
-// compute dtype's tolerance (the decode kernel applies scales in float32 after the tensor-core product;
+// (same activation codes, exact int32 accumulation, the reference's float32 epilogue), W4A16 and W8A16 within
+// the compute dtype's tolerance (the decode kernel applies scales in float32 after the tensor-core product;
 // the reference rounds the dequantized weight to 16 bits first), over awkward shapes: M in {1, 2, 5, 16,
 // 33, 128} (both sides of the decode kernel's M <= 16 limit), K and N not multiples of 64 / 16 where the
 // group size allows, group sizes 16/32/64/128, per-channel and per-tensor, sym and asym, fp16 and bf16.
@@ -57,11 +57,15 @@ class CudaKernelTest : public ::testing::Test {
     if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device visible to LibTorch";
   }
   torch::Device gpu() const { return torch::Device(torch::kCUDA, 0); }
+  void weight_only_matches_reference(int bits);
+  void decode_long_k_matches_reference(int bits);
+  void batched_float_and_empty_inputs(int bits);
   std::shared_ptr<ptq::Backend> cuda_, reference_;
 };
 
-TEST_F(CudaKernelTest, W4A16MatchesReference) {
-  torch::manual_seed(11);
+// Weight-only (bits 4 or 8) against the reference over awkward shapes, M on both sides of the decode limit.
+void CudaKernelTest::weight_only_matches_reference(int bits) {
+  torch::manual_seed(11 + bits);
   struct Shape {
     int64_t group, K, N;
   };
@@ -77,7 +81,7 @@ TEST_F(CudaKernelTest, W4A16MatchesReference) {
       if (sh.group == ptq::kPerTensor && !sym) continue;  // per-tensor asymmetric: not a scheme we make
       auto w = torch::randn({sh.N, sh.K}, gpu()) * 0.05 + 0.01;  // off-centre, so zero points matter
       ptq::QuantizedLinearParams p;
-      p.weight = ptq::quantize_weight(w, spec(4, sh.group, sym));
+      p.weight = ptq::quantize_weight(w, spec(bits, sh.group, sym));
       p.bias = (configs++ % 2 == 0) ? torch::randn({sh.N}, gpu()) : torch::Tensor();
       ASSERT_TRUE(cuda_->supports(p.scheme()).ok) << cuda_->supports(p.scheme()).reason;
       auto kernel = cuda_->make_linear_kernel(p, torch::kHalf);
@@ -96,6 +100,9 @@ TEST_F(CudaKernelTest, W4A16MatchesReference) {
   EXPECT_EQ(cases, 17 * 2 * 6);
 }
 
+TEST_F(CudaKernelTest, W4A16MatchesReference) { weight_only_matches_reference(4); }
+TEST_F(CudaKernelTest, W8A16MatchesReference) { weight_only_matches_reference(8); }
+
 // The decode kernel on long K: K not a multiple of 64 (a partial last quad), N not a multiple of 16 or of
 // 128, group sizes 16, 32, 48 (an odd number of k-tiles per group), 64, 128, per-channel and per-tensor,
 // sym and asym, fp16 and bf16, M on both sides of the one/two token-tile switch at 8; the same inputs twice
@@ -103,8 +110,8 @@ TEST_F(CudaKernelTest, W4A16MatchesReference) {
 // 2..8 blocks of a thread-block cluster, partials added through distributed shared memory in a fixed
 // order); it passed so on the H200 (2026-12-01), and the variants are also checked by the
 // CudaW4A16DecodeVariants test (bench/cuda/w4a16_decode_sweep.cu --check-only).
-TEST_F(CudaKernelTest, W4A16DecodeLongKMatchesReference) {
-  torch::manual_seed(14);
+void CudaKernelTest::decode_long_k_matches_reference(int bits) {
+  torch::manual_seed(14 + bits);
   struct Shape {
     int64_t group, K, N;
   };
@@ -117,7 +124,7 @@ TEST_F(CudaKernelTest, W4A16DecodeLongKMatchesReference) {
       if (sh.group == ptq::kPerTensor && !sym) continue;
       auto w = torch::randn({sh.N, sh.K}, gpu()) * 0.05 + 0.01;
       ptq::QuantizedLinearParams p;
-      p.weight = ptq::quantize_weight(w, spec(4, sh.group, sym));
+      p.weight = ptq::quantize_weight(w, spec(bits, sh.group, sym));
       p.bias = sym ? torch::randn({sh.N}, gpu()) : torch::Tensor();
       auto kernel = cuda_->make_linear_kernel(p, torch::kHalf);
       auto ref = reference_->make_linear_kernel(p, torch::kHalf);
@@ -137,10 +144,13 @@ TEST_F(CudaKernelTest, W4A16DecodeLongKMatchesReference) {
   EXPECT_EQ(cases, 15 * 2 * 5);
 }
 
-TEST_F(CudaKernelTest, W4A16BatchedFloatAndEmptyInputs) {
+TEST_F(CudaKernelTest, W4A16DecodeLongKMatchesReference) { decode_long_k_matches_reference(4); }
+TEST_F(CudaKernelTest, W8A16DecodeLongKMatchesReference) { decode_long_k_matches_reference(8); }
+
+void CudaKernelTest::batched_float_and_empty_inputs(int bits) {
   torch::manual_seed(12);
   ptq::QuantizedLinearParams p;
-  p.weight = ptq::quantize_weight(torch::randn({70, 256}, gpu()) * 0.05, spec(4, 64, false));
+  p.weight = ptq::quantize_weight(torch::randn({70, 256}, gpu()) * 0.05, spec(bits, 64, false));
   auto kernel = cuda_->make_linear_kernel(p, torch::kHalf);
   auto ref = reference_->make_linear_kernel(p, torch::kHalf);
   for (int64_t T : {1, 7, 20}) {  // [B, T, K]: B * T on both sides of the decode limit
@@ -149,9 +159,13 @@ TEST_F(CudaKernelTest, W4A16BatchedFloatAndEmptyInputs) {
     expect_close(ref->forward(x), kernel->forward(x));  // fp32 input: the dequantize + cuBLAS path
   }
   EXPECT_EQ(kernel->forward(torch::randn({0, 256}, gpu()).to(torch::kHalf)).sizes(), (std::vector<int64_t>{0, 70}));
-  EXPECT_LT(kernel->weight_bytes(), 70 * 256);  // about 4.6 bits per weight, well under 8
+  // About bits + 0.6 bits per weight (scales and zero points of 64 columns), under bits + 1.
+  EXPECT_LT(kernel->weight_bytes(), 70 * 256 * (bits + 1) / 8);
   std::cout << "[   INFO   ] " << kernel->name() << "\n";
 }
+
+TEST_F(CudaKernelTest, W4A16BatchedFloatAndEmptyInputs) { batched_float_and_empty_inputs(4); }
+TEST_F(CudaKernelTest, W8A16BatchedFloatAndEmptyInputs) { batched_float_and_empty_inputs(8); }
 
 TEST_F(CudaKernelTest, W8A8MatchesReferenceBitForBit) {
   torch::manual_seed(13);
@@ -213,7 +227,10 @@ TEST_F(CudaKernelTest, DeclinesWithReasonsAndFallsBack) {
   EXPECT_NE(cuda_->supports(w4).reason.find("group size 24"), std::string::npos) << cuda_->supports(w4).reason;
   ptq::LinearScheme w8a16;
   w8a16.weight_bits = 8;
-  EXPECT_FALSE(cuda_->supports(w8a16).ok);
+  EXPECT_TRUE(cuda_->supports(w8a16).ok) << cuda_->supports(w8a16).reason;
+  ptq::LinearScheme w3a16;
+  w3a16.weight_bits = 3;
+  EXPECT_FALSE(cuda_->supports(w3a16).ok);
   ptq::LinearScheme w8a8_asym_w;
   w8a8_asym_w.weight_bits = 8;
   w8a8_asym_w.weight_symmetric = false;

@@ -5,12 +5,17 @@
 //
 // Element types: dtype 0 = fp16, 1 = bf16, 2 = fp32 (fp32 only where a launcher says so).
 //
-// W4A16 repacked layout (what w4a16_repack in the glue writes; docs in backends/cuda/w4a16_linear.cc):
+// W4A16 repacked layout (what w4a16_repack in the glue writes; docs in backends/cuda/weight_only_repack.cc):
 //   wq      uint32 [Npad / 16][Kpad / 64][32 lanes][4]: one 32-bit word per lane per 16x16 tile, holding
 //           exactly that lane's A fragment of mma.m16n8k16 (8 unsigned 4-bit codes q + 8); a lane's four
 //           consecutive k-tiles are one 16-byte load, a warp's 512 bytes are contiguous.
 //   scales  float [G][Npad] (group-major, so a warp's rows of one group are neighbours)
 //   zeros   int8  [G][Npad] signed zero points (all 0 when symmetric)
+// W8A16 repacked layout (w8a16_repack in backends/cuda/weight_only_repack.cc): the same tiles, two 16-byte
+// vectors per lane per 64-column quad:
+//   wq      uint8 [Npad / 16][Kpad / 64][2 vectors][32 lanes][16]: vector v of lane l holds k-tiles 2v, 2v + 1,
+//           each two words = that lane's A fragment of mma.m16n8k16 as unsigned codes q + 128; a warp's 1024
+//           bytes per quad are contiguous. scales and zeros as for W4A16.
 #pragma once
 
 #include <cuda_runtime_api.h>
@@ -53,6 +58,16 @@ cudaError_t launch_w4a16_decode_tuned(const void* x, int dtype, const uint32_t* 
 // Dequantizes the repacked W4 weight into dense w[N, K] (dtype fp16, bf16 or fp32): (q - z) * s in float32, then
 // one rounding (exactly QuantizedWeight::dequantize(dtype)). The prefill path multiplies it with cuBLAS.
 cudaError_t launch_w4a16_dequantize(const uint32_t* wq, const float* scales, const int8_t* zeros, void* w, int dtype,
+                                    int N, int K, int group_size, cudaStream_t stream);
+
+// W8A16 for M <= 16 (decode), the same contract as launch_w4a16_decode (shared row-tile kernel, int8 codes;
+// PTQ_W8A16_DECODE="unroll=u,pipe=p" overrides its knobs for benchmarks).
+cudaError_t launch_w8a16_decode(const void* x, int dtype, const uint8_t* wq, const float* scales,
+                                const int8_t* zeros, const float* bias, void* y, int M, int N, int K, int group_size,
+                                cudaStream_t stream);
+
+// Dequantizes the repacked W8 weight into dense w[N, K] (fp16, bf16 or fp32), as launch_w4a16_dequantize.
+cudaError_t launch_w8a16_dequantize(const uint8_t* wq, const float* scales, const int8_t* zeros, void* w, int dtype,
                                     int N, int K, int group_size, cudaStream_t stream);
 
 // Per-token int8 activation quantization (framework/activation_quant.h formulas, bit for bit): one scale
