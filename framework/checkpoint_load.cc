@@ -7,6 +7,7 @@
 #include "framework/checkpoint.h"
 #include "framework/checkpoint_config.h"
 #include "framework/checkpoint_layout.h"
+#include "framework/deferred_weights.h"
 #include "framework/error.h"
 #include "framework/kv_checkpoint.h"
 #include "framework/log.h"
@@ -106,7 +107,15 @@ void load_plain_tensors(const TensorStore& store,
               info.dtype_name,
               target.is_floating_point() ? std::string("a floating-point dtype")
                                          : torch_dtype_to_safetensors(target.scalar_type()));
-    target.copy_(store.tensor(name));
+    if (is_deferred(target)) {
+      // A network built without its weights (DeferredWeightsGuard) gets each tensor allocated here,
+      // once, instead of being initialised at construction and overwritten.
+      torch::Tensor value = torch::empty(target.sizes(), target.options());
+      value.copy_(store.tensor(name));
+      target.set_data(value);
+    } else {
+      target.copy_(store.tensor(name));
+    }
     if (target.numel() > 0) loaded.insert(target.data_ptr());
     used.insert(name);
   }

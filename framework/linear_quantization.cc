@@ -191,13 +191,25 @@ std::vector<RoundingTarget> rounding_targets(const std::vector<std::shared_ptr<L
 QuantizedWeight empty_quantized_weight(int64_t out_features, int64_t in_features, const WeightQuantSpec& spec,
                                        const torch::Device& device) {
   // Quantizing zeros gives exactly quantize_weight's layout (packing, scale and zero-point shapes and
-  // dtypes) without a second description of it to keep in sync.
+  // dtypes) without a second description of it to keep in sync. Every row of zeros quantizes alike, so
+  // one row is quantized and repeated: quantizing the whole zero matrix took ~40 s and 4 GB of
+  // temporaries for a 1.1B model, most of the time it took to load a checkpoint.
   WeightQuantSpec plain = spec;
   plain.clip_ratio = 1.0;
   plain.clip_ratio_per_group = torch::Tensor();
   plain.scale = torch::Tensor();
   plain.zero_point = torch::Tensor();
-  return quantize_weight(torch::zeros({out_features, in_features}, torch::TensorOptions().device(device)), plain);
+  QuantizedWeight w = quantize_weight(torch::zeros({1, in_features}, torch::TensorOptions().device(device)), plain);
+  // data, scale and zero point all hold one row per output feature (QuantizedWeight::validate).
+  auto repeat_rows = [out_features](const torch::Tensor& t) {
+    return t.defined() ? t.expand({out_features, t.size(1)}).contiguous() : t;
+  };
+  w.data = repeat_rows(w.data);
+  w.scale = repeat_rows(w.scale);
+  w.zero_point = repeat_rows(w.zero_point);
+  w.shape = {out_features, in_features};
+  w.validate();
+  return w;
 }
 
 void install_deploy_structure(LinearImpl& linear, const ResolvedLinearScheme& scheme, QuantizationReport& report) {
