@@ -71,11 +71,17 @@ struct Int8Codes {
 };
 
 // The row-tile kernel's knobs for benchmarking: PTQ_W8A16_DECODE="unroll=u,pipe=p" (read once per process;
-// unroll: quads per step at M <= 8, 2 by default, 1 or 4 for per-channel / multiple-of-64 groups; pipe: -1
-// (default) pipelines M > 8 only, 0 never, 1 always), the same switches as PTQ_W4A16_DECODE.
+// unroll: quads per step at M <= 8, 2 by default, 1 or 4 for per-channel / multiple-of-64 groups; pipe: 0
+// (default) never pipelines, -1 at M > 8 only (W4A16's default), 1 always).
+// Measured on the H200 (2026-12-01, docs/CUDA_BACKEND.md, fp16, per-channel, (K, N) = (4096, 4096),
+// (4096, 11008), (11008, 4096)): at M = 16 the pipelined kernel, which wins for int4, loses for int8
+// (12.6 / 30.9 / 26.8 us against 11.8 / 28.0 / 24.3 us unpipelined: its two buffers hold twice the weight
+// registers of int4 and spill, 44 bytes per-channel and up to 368 at groups of 16, under the 128-register cap
+// of 2 blocks per SM); at M = 1, 4 quads per step lose to 2 (10.1 / 23.1 / 20.7 us against 7.5 / 16.8 /
+// 15.2 us).
 struct W8A16Tuning {
   int unroll = 0;
-  int pipeline = -1;
+  int pipeline = 0;
 };
 W8A16Tuning default_w8a16_tuning() {
   static const W8A16Tuning tuning = [] {
