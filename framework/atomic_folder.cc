@@ -3,6 +3,8 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <fmt/format.h>
+
 #include <cerrno>
 #include <cstring>
 #include <string>
@@ -39,12 +41,38 @@ void replace_folder(const fs::path& staging, const fs::path& target, const fs::p
 }  // namespace
 
 void sync_path(const fs::path& path) {
+  const fs::path target = path.empty() ? fs::path(".") : path;
   const int flags =
-      fs::is_directory(path) ? O_RDONLY | O_DIRECTORY | O_CLOEXEC : O_RDONLY | O_CLOEXEC;
-  const int fd = ::open(path.c_str(), flags);
+      fs::is_directory(target) ? O_RDONLY | O_DIRECTORY | O_CLOEXEC : O_RDONLY | O_CLOEXEC;
+  const int fd = ::open(target.c_str(), flags);
   if (fd < 0) return;
   ::fsync(fd);
   ::close(fd);
+}
+
+fs::path temporary_file_path(const fs::path& final_path) {
+  return final_path.parent_path() / fmt::format("{}.tmp.{}", final_path.filename().string(), ::getpid());
+}
+
+void commit_file(const fs::path& temporary, const fs::path& final_path) {
+  if (::rename(temporary.c_str(), final_path.c_str()) != 0) {
+    const int rename_errno = errno;
+    ::unlink(temporary.c_str());
+    fail("{}: cannot rename {} onto it: {}", final_path.string(), temporary.string(), std::strerror(rename_errno));
+  }
+}
+
+void write_file_atomically(const fs::path& path, const std::function<void(const fs::path& temporary)>& write) {
+  const fs::path temporary = temporary_file_path(path);
+  try {
+    write(temporary);
+  } catch (...) {
+    ::unlink(temporary.c_str());
+    throw;
+  }
+  sync_path(temporary);
+  commit_file(temporary, path);
+  sync_path(path.parent_path());
 }
 
 void write_folder_atomically(const fs::path& dir,

@@ -18,6 +18,24 @@ void write_folder_atomically(const std::filesystem::path& dir,
                              const std::function<void(const std::filesystem::path& staging)>& fill);
 
 // fsync of a folder (its entries: renames, new files) or a file; best effort, errors are ignored.
+// An empty path is the current folder (the parent of a bare file name).
 void sync_path(const std::filesystem::path& path);
+
+// ---- one file all-or-nothing: temporary next to it, fsync, rename, fsync of the folder ----------------
+
+// "<name>.tmp.<pid>" next to `final_path`: same folder, so the rename never crosses a file system
+// (rename is atomic only within one).
+std::filesystem::path temporary_file_path(const std::filesystem::path& final_path);
+
+// Renames a fully written temporary onto `final_path`; on failure removes the temporary and throws
+// ptq::Error naming both. (The folder's fsync is the caller's: a writer committing several files
+// syncs once.)
+void commit_file(const std::filesystem::path& temporary, const std::filesystem::path& final_path);
+
+// Writes `path` all-or-nothing: write(temporary) fills temporary_file_path(path), which is then
+// fsynced, renamed onto `path` (commit_file) and made durable by an fsync of the folder. If `write`
+// throws, the temporary is removed and `path` is left as it was.
+void write_file_atomically(const std::filesystem::path& path,
+                           const std::function<void(const std::filesystem::path& temporary)>& write);
 
 }  // namespace ptq

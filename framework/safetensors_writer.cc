@@ -12,6 +12,7 @@
 #include <functional>
 #include <sstream>
 
+#include "framework/atomic_folder.h"
 #include "framework/error.h"
 #include "framework/log.h"
 #include "framework/safetensors.h"
@@ -26,13 +27,6 @@ namespace {
 
 constexpr const char* kIndexName = "model.safetensors.index.json";
 constexpr const char* kSingleName = "model.safetensors";
-
-// "<name>.tmp.<pid>" next to the final file: same folder, so the final rename never crosses a file
-// system (rename is atomic only within one).
-fs::path temporary_path(const fs::path& final_path) {
-  return final_path.parent_path() /
-         fmt::format("{}.tmp.{}", final_path.filename().string(), ::getpid());
-}
 
 // A tensor as it will be written: contiguous CPU memory with a safetensors dtype.
 torch::Tensor prepare_tensor(const std::string& where, const std::string& name,
@@ -182,24 +176,6 @@ void write_safetensors_file(const fs::path& path, const NamedTensors& tensors,
   write_file(path, head + text, body);
 }
 
-// Best effort: makes the renames in `folder` durable.
-void sync_folder(const fs::path& folder) {
-  const int fd = ::open(folder.empty() ? "." : folder.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) return;
-  ::fsync(fd);
-  ::close(fd);
-}
-
-// Moves a fully written temporary file onto its final name; removes the temporary on failure.
-void commit(const fs::path& temporary, const fs::path& final_path) {
-  if (::rename(temporary.c_str(), final_path.c_str()) != 0) {
-    const int rename_errno = errno;
-    ::unlink(temporary.c_str());
-    fail("{}: cannot rename {} onto it: {}", final_path.string(), temporary.string(),
-         std::strerror(rename_errno));
-  }
-}
-
 // model-00001-of-00003.safetensors: the Hugging Face shard name.
 std::string shard_name(size_t index, size_t count) {
   return fmt::format("model-{:05d}-of-{:05d}.safetensors", index, count);
@@ -228,10 +204,7 @@ void write_safetensors(const fs::path& path, const NamedTensors& tensors,
     PTQ_CHECK(seen.insert(name).second, "{}: tensor \"{}\" is given twice", path.string(), name);
     prepared.emplace_back(name, prepare_tensor(path.string(), name, tensor));
   }
-  const fs::path temporary = temporary_path(path);
-  write_safetensors_file(temporary, prepared, metadata);
-  commit(temporary, path);
-  sync_folder(path.parent_path());
+  write_file_atomically(path, [&](const fs::path& temporary) { write_safetensors_file(temporary, prepared, metadata); });
 }
 
 SafetensorsShardWriter::SafetensorsShardWriter(fs::path folder, uint64_t max_shard_bytes,
@@ -309,7 +282,7 @@ void SafetensorsShardWriter::add_from_file(const std::string& name, const std::s
 void SafetensorsShardWriter::flush_shard() {
   // The final name needs the shard count, known only at finish(): numbered temporaries until then.
   const fs::path temporary =
-      temporary_path(folder_ / fmt::format("model-{:05d}.safetensors", temp_shards_.size() + 1));
+      temporary_file_path(folder_ / fmt::format("model-{:05d}.safetensors", temp_shards_.size() + 1));
   // Each shard records the CRC-32 of its own tensors (framework/tensor_checksum.h), in the same
   // form as tensor_checksums_metadata().
   std::map<std::string, std::string> metadata = metadata_;
@@ -364,14 +337,14 @@ std::vector<fs::path> SafetensorsShardWriter::finish() {
     for (size_t i = 0; i < count; ++i)
       for (const auto& name : shard_names_[i])
         index["weight_map"][name] = written[i].filename().string();
-    index_temporary = temporary_path(folder_ / kIndexName);
+    index_temporary = temporary_file_path(folder_ / kIndexName);
     write_file(index_temporary, index.dump(2) + "\n", {});
   }
   try {
     // Shards first, the index last: a reader that finds the new index finds every shard it names.
-    for (size_t i = 0; i < count; ++i) commit(temp_shards_[i], written[i]);
+    for (size_t i = 0; i < count; ++i) commit_file(temp_shards_[i], written[i]);
     if (count > 1) {
-      commit(index_temporary, folder_ / kIndexName);
+      commit_file(index_temporary, folder_ / kIndexName);
       written.push_back(folder_ / kIndexName);
       keep.insert(kIndexName);
     }
@@ -395,7 +368,7 @@ std::vector<fs::path> SafetensorsShardWriter::finish() {
     std::error_code ignored;
     fs::remove(path, ignored);
   }
-  sync_folder(folder_);
+  sync_path(folder_);
   return written;
 }
 

@@ -3,28 +3,11 @@
 #include <torch/torch.h>
 
 #include <chrono>
-#include <fstream>
 #include <string>
 
 #include "framework/error.h"
 
 namespace ptq {
-
-int64_t peak_rss_bytes() {
-  std::ifstream status("/proc/self/status");
-  std::string line;
-  while (std::getline(status, line)) {
-    if (line.rfind("VmHWM:", 0) == 0) return std::stoll(line.substr(6)) * 1024;  // reported in kB
-  }
-  return 0;
-}
-
-bool reset_peak_rss() {
-  std::ofstream clear_refs("/proc/self/clear_refs");
-  clear_refs << "5";
-  clear_refs.flush();
-  return static_cast<bool>(clear_refs);
-}
 
 ThroughputResult measure_throughput(CausalLM& network, const ThroughputOptions& o) {
   PTQ_CHECK(o.prompt_tokens >= 1 && o.decode_tokens >= 0, "bench: prompt tokens must be >= 1");

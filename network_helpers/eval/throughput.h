@@ -5,6 +5,7 @@
 #include <cstdint>
 
 #include "framework/causal_lm.h"
+#include "framework/process_memory.h"  // peak_rss_bytes(), reset_peak_rss()
 
 namespace ptq {
 
@@ -26,13 +27,5 @@ struct ThroughputResult {
 };
 
 ThroughputResult measure_throughput(CausalLM& network, const ThroughputOptions& options);
-
-// The process's peak resident set size (Linux VmHWM), 0 when unknown.
-int64_t peak_rss_bytes();
-
-// Lowers the peak to the current resident set size (Linux: "5" into /proc/self/clear_refs), so that
-// several models measured one after the other in one process each get their own peak. False when the
-// kernel does not allow it (the peak then stays the process's).
-bool reset_peak_rss();
 
 }  // namespace ptq
