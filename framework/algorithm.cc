@@ -10,6 +10,7 @@
 #include "framework/error.h"
 #include "framework/linear_quantization.h"
 #include "framework/log.h"
+#include "framework/non_finite_fallback.h"
 #include "framework/progress.h"
 
 namespace ptq {
@@ -42,7 +43,9 @@ void Algorithm::apply(CausalLM& net, NetworkHelper& helper, const LayerwiseOptio
   } else {
     run_layerwise(net, helper, config_, stages(), report_, options);
   }
-  net.quantization = config_;
+  // The config the checkpoint carries: with the linears the NaN/Inf guard kept in float, so that
+  // DEPLOY rebuilds the same structure.
+  net.quantization = config_with_float_fallbacks(config_, report_);
   applied_to_ = &net;
   step_ = Step::kApplied;
   // One line here; the tables are the caller's to print (report().summary_table(), fallback_list()).

@@ -15,6 +15,7 @@
 #include "framework/backend.h"
 #include "framework/error.h"
 #include "framework/log.h"
+#include "framework/non_finite_fallback.h"
 #include "framework/progress.h"
 
 namespace ptq {
@@ -50,55 +51,48 @@ void check_finite_inputs(const torch::Tensor& hidden, const std::string& what) {
       what, bad, hidden.numel(), c10::toString(hidden.scalar_type()));
 }
 
-// Records, for each linear, whether its kernel turned finite inputs into non-finite outputs.
-class FiniteOutputProbe : public LinearObserver {
- public:
-  explicit FiniteOutputProbe(LinearImpl& linear) : linear_(linear) {}
-  void observe(const torch::Tensor& x) override {
-    if (broken || !linear_.kernel() || !torch::isfinite(x).all().item<bool>()) return;
-    broken = !torch::isfinite(linear_.kernel()->forward(x)).all().item<bool>();
+// Decoder layer `layer` gave non-finite outputs after its stages ran (`process`). Finds the linears
+// whose kernels did it; unless the fallback is off or impossible (then the guard's error), puts the
+// float layer back, adds them to `effective`'s opname_blacklist, runs the stages again, and returns the
+// layer's new outputs -- or fails when they are still not finite. The report names each fallback.
+torch::Tensor quantize_again_with_float_fallback(
+    CausalLM& net, int64_t layer, const std::vector<std::shared_ptr<LinearImpl>>& linears, PTQConfig& effective,
+    QuantizationReport& report, const LayerwiseOptions& options, std::optional<ParameterSnapshot>& snapshot,
+    const std::function<std::vector<std::shared_ptr<LinearImpl>>()>& process,
+    const std::function<torch::Tensor()>& run) {
+  const std::vector<std::shared_ptr<LinearImpl>> culprits = find_non_finite_linears(linears, run);
+  if (culprits.empty()) fail_non_finite_layer(layer, culprits);
+  if (!options.float_fallback)
+    fail_non_finite_layer(layer, culprits, "the automatic float fallback is off (--no-float-fallback)");
+  const std::vector<std::shared_ptr<LinearImpl>> all_linears = collect_linears(net);
+  std::vector<std::string> names, failed_schemes;
+  for (const auto& linear : culprits) {
+    const std::string obstacle = float_fallback_obstacle(effective, linear->path(), all_linears);
+    if (!obstacle.empty()) fail_non_finite_layer(layer, culprits, obstacle);
+    names.push_back(linear->path());
+    failed_schemes.push_back(linear->quantized ? linear->quantized->scheme().name() : "float");
   }
-  bool broken = false;
-
- private:
-  LinearImpl& linear_;
-};
-
-// A decoder layer turned finite inputs into non-finite outputs after its stages ran: names the
-// linears whose quantized kernels did it (one extra run of the layer with probes), then throws.
-[[noreturn]] void fail_non_finite_layer(int64_t layer,
-                                        const std::vector<std::shared_ptr<LinearImpl>>& linears,
-                                        const std::function<torch::Tensor()>& run) {
-  std::vector<std::shared_ptr<FiniteOutputProbe>> probes;
-  for (auto& linear : linears) {
-    probes.push_back(std::make_shared<FiniteOutputProbe>(*linear));
-    linear->add_observer(probes.back());
+  for (const auto& linear : linears) reset_to_float(*linear);
+  if (options.reload_step) {
+    options.reload_step(layer);
+  } else {
+    PTQ_CHECK(snapshot.has_value(), "calibration: decoder layer {}: no copy of its float weights to fall back to",
+              layer);
+    snapshot->restore();
   }
-  try {
-    run();
-  } catch (...) {
-    for (auto& linear : linears) linear->clear_observers();
-    throw;
+  for (size_t i = 0; i < culprits.size(); ++i) {
+    log_warning("calibration: decoder layer {}: {} ({}) gave non-finite outputs; keeping it in float and quantizing "
+                "the layer again",
+                layer, names[i], failed_schemes[i]);
+    effective.opname_blacklist.push_back(names[i]);
   }
-  std::vector<std::string> culprits;
-  for (size_t i = 0; i < linears.size(); ++i) {
-    linears[i]->clear_observers();
-    if (probes[i]->broken)
-      culprits.push_back(
-          fmt::format("{} ({})", linears[i]->path(),
-                      linears[i]->quantized ? linears[i]->quantized->scheme().name() : "float"));
-  }
-  fail(
-      "calibration: decoder layer {} produced non-finite outputs (NaN or Inf) from finite inputs "
-      "after "
-      "quantization; {}",
-      layer,
-      culprits.empty()
-          ? std::string(
-                "none of its linears did (the attention or a norm overflowed in the compute dtype)")
-          : fmt::format("these quantized linears did: {} (exclude them with opname_blacklist or a "
-                        "layer_policies skip)",
-                        fmt::join(culprits, ", ")));
+  process();
+  torch::Tensor next = run();
+  if (!torch::isfinite(next).all().item<bool>())
+    fail_non_finite_layer(layer, find_non_finite_linears(linears, run),
+                          fmt::format("keeping {} in float did not help", fmt::join(names, ", ")));
+  for (size_t i = 0; i < culprits.size(); ++i) record_non_finite_fallback(*culprits[i], failed_schemes[i], report);
+  return next;
 }
 
 }  // namespace
@@ -248,20 +242,32 @@ void run_layerwise(CausalLM& net, NetworkHelper& helper, const PTQConfig& config
     return index == kHeadLayer ? torch::Tensor() : torch::cat(outputs, 0);
   };
 
+  // The config the stages resolve schemes with: the run's, plus the linears the NaN/Inf guard keeps in
+  // float (exact opname_blacklist entries; a resumed run's report already holds the earlier ones).
+  PTQConfig effective = config_with_float_fallbacks(config, report);
   Progress progress(needs_data ? "calibrating" : "quantizing", layers + 1, "layers");
   if (options.first_layer > 0) progress.advance(options.first_layer, fmt::format("resumed at layer {}", options.first_layer));
   for (int64_t index = options.first_layer; index <= layers; ++index) {
     const int64_t layer = index == layers ? kHeadLayer : index;
     before(layer);
-    LayerContext ctx{net, helper, config, report, layer, layer_linears(net, layer), hidden, positions,
-                     [&run, layer] { return run(layer); }};
-    for (const auto& stage : stages) stage->process(ctx);
-    if (layer != kHeadLayer && hidden.defined()) {
+    const bool guarded = layer != kHeadLayer && hidden.defined();
+    std::optional<ParameterSnapshot> snapshot;
+    if (guarded && options.float_fallback && !options.reload_step) snapshot.emplace(*net.decoder_layer(layer));
+    auto process = [&] {
+      LayerContext ctx{net, helper, effective, report, layer, layer_linears(net, layer), hidden, positions,
+                       [&run, layer] { return run(layer); }};
+      for (const auto& stage : stages) stage->process(ctx);
+      return ctx.linears;
+    };
+    const std::vector<std::shared_ptr<LinearImpl>> linears = process();
+    if (guarded) {
       // NaN/Inf guard: the inputs were finite (checked when they were produced), so non-finite
-      // outputs come from this layer's quantization; the error names the linears.
+      // outputs come from this layer's quantization.
       torch::Tensor next = run(layer);
-      if (!torch::isfinite(next).all().item<bool>())
-        fail_non_finite_layer(layer, ctx.linears, ctx.run_layer);
+      if (!torch::isfinite(next).all().item<bool>()) {
+        next = quantize_again_with_float_fallback(net, layer, linears, effective, report, options, snapshot,
+                                                  process, [&run, layer] { return run(layer); });
+      }
       hidden = next;
     }
     after(layer, layer == kHeadLayer ? torch::Tensor() : hidden);

@@ -50,6 +50,14 @@ struct LayerwiseOptions {
   // a data-free pass).
   std::function<void(int64_t step)> before_step;
   std::function<void(int64_t step, const torch::Tensor& next_inputs)> after_step;
+  // NaN/Inf guard: a decoder layer whose quantized outputs are not finite gets the linears that did it
+  // kept in float and is quantized again (framework/non_finite_fallback.h); false: it is an error
+  // naming them, as it always was.
+  bool float_fallback = true;
+  // For that second pass: puts the float weights of a decoder layer back (a streamed run reads them
+  // from the file again). Unset: the driver copies each decoder layer's parameters before its stages
+  // run (one layer's weights of extra memory) and restores the copy.
+  std::function<void(int64_t layer)> reload_step;
   // Resume: the steps before decoder layer `first_layer` are done (the embedding step too);
   // first_inputs are its calibration inputs [N, T, C] (required when a stage needs data) and
   // initial_report is what the report held after the last finished layer.

@@ -53,6 +53,10 @@ int64_t QuantizationReport::fallback_count() const {
   });
 }
 
+int64_t QuantizationReport::non_finite_fallback_count() const {
+  return std::count_if(layers_.begin(), layers_.end(), [](const LayerRecord& r) { return r.non_finite_fallback; });
+}
+
 int64_t QuantizationReport::float_bytes() const {
   int64_t total = 0;
   for (const auto& r : layers_) total += r.float_bytes;
@@ -127,12 +131,14 @@ nlohmann::json QuantizationReport::to_json() const {
                       {"quantized_bytes", r.quantized_bytes},
                       {"relative_error", r.relative_error >= 0 ? nlohmann::json(r.relative_error) : nlohmann::json()},
                       {"fallback", r.fallback},
+                      {"non_finite_fallback", r.non_finite_fallback},
                       {"backend", r.backend},
                       {"backend_fallback_reason", r.backend_fallback_reason}});
   }
   return {{"layers", layers},
           {"quantized_layers", quantized_count()},
           {"fallbacks", fallback_count()},
+          {"non_finite_fallbacks", non_finite_fallback_count()},
           {"float_bytes", float_bytes()},
           {"quantized_bytes", quantized_bytes()}};
 }
@@ -151,6 +157,8 @@ QuantizationReport QuantizationReport::from_json(const nlohmann::json& j) {
       r.quantized_bytes = l.at("quantized_bytes").get<int64_t>();
       r.relative_error = l.at("relative_error").is_null() ? -1.0 : l.at("relative_error").get<double>();
       r.fallback = l.at("fallback").get<std::string>();
+      // Absent in the records of runs made before the guard's fallback existed.
+      r.non_finite_fallback = l.value("non_finite_fallback", false);
       r.backend = l.at("backend").get<std::string>();
       r.backend_fallback_reason = l.at("backend_fallback_reason").get<std::string>();
       report.layers_.push_back(std::move(r));

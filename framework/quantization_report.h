@@ -24,6 +24,9 @@ struct LayerRecord {
   double relative_error = -1.0;
   // Why the layer is not quantized as the config asked ("" when it is): blacklist, policy, group size.
   std::string fallback;
+  // Kept in float by the NaN/Inf guard because its quantized outputs were not finite (`fallback` says
+  // which scheme failed); the saved config lists it in opname_blacklist (framework/non_finite_fallback.h).
+  bool non_finite_fallback = false;
   std::string backend;                  // set by convert
   std::string backend_fallback_reason;  // set by convert when the requested backend declined
   bool quantized() const { return scheme != "float"; }
@@ -39,6 +42,7 @@ class QuantizationReport {
 
   int64_t quantized_count() const;
   int64_t fallback_count() const;  // layers with a fallback note, backend fallbacks included
+  int64_t non_finite_fallback_count() const;  // of which kept in float by the NaN/Inf guard
   int64_t float_bytes() const;
   int64_t quantized_bytes() const;
 

@@ -27,6 +27,8 @@
 #include "framework/error.h"
 #include "framework/kv_checkpoint.h"
 #include "framework/log.h"
+#include "framework/non_finite_fallback.h"
+#include "framework/process_memory.h"
 #include "framework/tensor_checksum.h"
 
 namespace ptq {
@@ -59,7 +61,7 @@ class Fingerprint {
 };
 
 std::string run_fingerprint(const Algorithm& algo, const CausalLM& net, const TensorStore& store,
-                            const torch::Tensor& tokens, const torch::Device& device) {
+                            const torch::Tensor& tokens, const torch::Device& device, bool float_fallback) {
   Fingerprint f;
   f.add(fmt::format("ptq {} layer-streamed quantization, progress format {}", PTQ_VERSION_STRING, kProgressFormat));
   f.add(algo.name());
@@ -67,6 +69,7 @@ std::string run_fingerprint(const Algorithm& algo, const CausalLM& net, const Te
   f.add(net.hf_config().dump());
   f.add(c10::toString(net.compute_dtype()));
   f.add(device.str());
+  if (!float_fallback) f.add("no float fallback");  // (only when off: earlier records stay resumable)
   // The weights: each file's name, size, modification time and header (hashing the bytes of a model
   // larger than memory would cost a full read per resume; a rewritten file changes its mtime).
   for (const auto& file : store.files()) {
@@ -95,22 +98,14 @@ std::string run_fingerprint(const Algorithm& algo, const CausalLM& net, const Te
 
 // ---- small file helpers ------------------------------------------------------------------------------
 
-// Writes `text` to `path` all-or-nothing: a temporary next to it, fsync, rename, fsync of the folder.
+// Writes `text` to `path` all-or-nothing (write_file_atomically: temporary, fsync, rename, folder fsync).
 void write_text_atomically(const fs::path& path, const std::string& text) {
-  const fs::path temporary = path.parent_path() / (path.filename().string() + ".tmp");
-  {
+  write_file_atomically(path, [&](const fs::path& temporary) {
     std::ofstream out(temporary, std::ios::binary | std::ios::trunc);
     out << text;
     out.close();
     PTQ_CHECK(out.good(), "{}: write failed", temporary.string());
-  }
-  sync_path(temporary);
-  if (::rename(temporary.c_str(), path.c_str()) != 0) {
-    const int rename_errno = errno;
-    ::unlink(temporary.c_str());
-    fail("{}: cannot rename {} onto it: {}", path.string(), temporary.string(), std::strerror(rename_errno));
-  }
-  sync_path(path.parent_path());
+  });
 }
 
 json read_json_file(const fs::path& path) {
@@ -164,19 +159,6 @@ void release_mapped_bytes(const TensorStore& store, const std::string& name, uin
   const uintptr_t first = (begin + from + page - 1) / page * page;
   const uintptr_t last = (begin + to) / page * page;
   if (last > first) ::madvise(reinterpret_cast<void*>(first), last - first, MADV_DONTNEED);
-}
-
-// This process's resident memory now and at its peak (VmRSS, VmHWM of /proc/self/status), in bytes;
-// 0 where /proc is not available.
-std::pair<int64_t, int64_t> resident_memory() {
-  std::ifstream status("/proc/self/status");
-  std::string line;
-  int64_t now = 0, peak = 0;
-  while (std::getline(status, line)) {
-    if (line.rfind("VmRSS:", 0) == 0) now = std::stoll(line.substr(6)) * 1024;
-    if (line.rfind("VmHWM:", 0) == 0) peak = std::stoll(line.substr(6)) * 1024;
-  }
-  return {now, peak};
 }
 
 // ---- the network's parameters, step by step ----------------------------------------------------------
@@ -435,10 +417,10 @@ void StreamedRun::write_step(int64_t step, const torch::Tensor& next_inputs) {
     std::error_code ignored;
     if (next_layer > 0) fs::remove(partial_ / inputs_file_name(next_layer - 1), ignored);
   }
-  const auto [now, peak] = resident_memory();
+  const ResidentMemory memory = resident_memory();
   log_debug("{}: written; resident {} (peak so far {})",
            step == kEmbeddingStep ? std::string("embedding") : step == kHeadLayer ? std::string("head") : fmt::format("layer {}", step),
-           format_bytes(now), format_bytes(peak));
+           format_bytes(memory.now), format_bytes(memory.peak));
   if (options_.after_step_recorded) options_.after_step_recorded(step);
 }
 
@@ -524,7 +506,7 @@ StreamQuantizeResult StreamedRun::assemble() {
   log_info("saved {} ({} tensors, {:.1f} MiB; {} of {} linear layers quantized; layer-streamed, peak resident "
            "memory {})",
            options_.out.string(), result.tensors, result.tensor_bytes / 1048576.0, quantized_.size(),
-           quantized_.size() + float_linears_.size(), format_bytes(resident_memory().second));
+           quantized_.size() + float_linears_.size(), format_bytes(resident_memory().peak));
   return result;
 }
 
@@ -577,13 +559,14 @@ StreamQuantizeResult StreamedRun::run() {
   const bool needs_data = std::any_of(stages.begin(), stages.end(), [](const auto& s) { return s->needs_calibration_data(); });
   LayerwiseOptions layerwise;
   layerwise.batch_size = options_.batch_size;
+  layerwise.float_fallback = options_.float_fallback;
   if (needs_data) {
     const std::string file = resolve_calibration_file(algo_.config().calibration);
     log_info("calibration: {} samples of {} tokens from {}", algo_.config().calibration.samples,
              algo_.config().calibration.seq_len, file);
     layerwise.tokens = sample_calibration_tokens(file, *helper_.create_tokenizer(), algo_.config().calibration);
   }
-  fingerprint_ = run_fingerprint(algo_, net_, *store_, layerwise.tokens, device_);
+  fingerprint_ = run_fingerprint(algo_, net_, *store_, layerwise.tokens, device_, options_.float_fallback);
 
   StreamQuantizeResult result;
   bool head_done = false;
@@ -626,6 +609,8 @@ StreamQuantizeResult StreamedRun::run() {
 
   if (!head_done) {
     layerwise.before_step = [this](int64_t step) { load_step(step); };
+    // The NaN/Inf guard's second pass reads the float weights from the file again (no copy in memory).
+    layerwise.reload_step = [this](int64_t step) { load_step(step); };
     layerwise.after_step = [this](int64_t step, const torch::Tensor& next) {
       write_step(step, next);
       release_step(step);
@@ -636,7 +621,7 @@ StreamQuantizeResult StreamedRun::run() {
     // Everything was computed before the interruption; only the assembly is left. The algorithm's
     // apply() is not run again: the report comes from the record.
     result.report = QuantizationReport::from_json(read_json_file(partial_ / kProgressFile).at("report"));
-    net_.quantization = algo_.config();
+    net_.quantization = config_with_float_fallbacks(algo_.config(), result.report);
   }
   const StreamQuantizeResult assembled = assemble();
   result.tensor_bytes = assembled.tensor_bytes;

@@ -58,6 +58,9 @@ struct StreamQuantizeOptions {
   torch::Device device = torch::kCPU;
   // Samples per forward call of one layer (LayerwiseOptions::batch_size).
   int64_t batch_size = 8;
+  // LayerwiseOptions::float_fallback: keep a linear whose quantized outputs are not finite in float
+  // (false: the guard's error).
+  bool float_fallback = true;
   // Called after the progress of a step (kEmbeddingStep, a layer, kHeadLayer) is recorded (tests use
   // it to interrupt a run at a known point).
   std::function<void(int64_t step)> after_step_recorded;

@@ -282,12 +282,23 @@ TEST(NonFiniteGuard, NonFiniteLayerOutputsNameTheLinear) {
   QuantizationReport report;
   LayerwiseOptions options;
   options.tokens = torch::randint(0, 300, {2, 8}, torch::kInt64);
+  // With the float fallback off (--no-float-fallback): the guard's error naming the linear.
+  options.float_fallback = false;
   expect_error(
       [&] {
         run_layerwise(*t.net, *t.helper, config, {std::make_shared<BreakingStage>(true)}, report,
                       options);
       },
-      {"decoder layer 0", "model.layers.0.mlp.down_proj"});
+      {"decoder layer 0", "model.layers.0.mlp.down_proj", "--no-float-fallback"});
+  // With it on, a stage that breaks the linear whatever the config says breaks it again in the
+  // second pass: the same error, saying that keeping it in float did not help.
+  options.float_fallback = true;
+  expect_error(
+      [&] {
+        run_layerwise(*t.net, *t.helper, config, {std::make_shared<BreakingStage>(true)}, report,
+                      options);
+      },
+      {"decoder layer 0", "model.layers.0.mlp.down_proj", "did not help"});
 }
 
 // ---- fp32 accumulation in bf16 models ----------------------------------------------------------

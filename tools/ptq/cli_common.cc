@@ -3,6 +3,7 @@
 #include <iostream>
 #include <set>
 
+#include "framework/calibration.h"
 #include "framework/checkpoint_layout.h"
 #include "framework/error.h"
 #include "framework/kv_checkpoint.h"
@@ -130,10 +131,12 @@ double seconds_since(std::chrono::steady_clock::time_point start) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }
 
-QuantizeTimes quantize_network(PTQ& algo, LoadedModel& loaded) {
+QuantizeTimes quantize_network(PTQ& algo, LoadedModel& loaded, bool float_fallback) {
   QuantizeTimes times;
+  LayerwiseOptions options;
+  options.float_fallback = float_fallback;
   auto start = std::chrono::steady_clock::now();
-  algo.apply(*loaded.network, *loaded.helper);
+  algo.apply(*loaded.network, *loaded.helper, options);
   times.apply = seconds_since(start);
   start = std::chrono::steady_clock::now();
   algo.convert(*loaded.network);

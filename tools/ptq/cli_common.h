@@ -82,7 +82,8 @@ struct QuantizeTimes {
   double total() const { return apply + convert; }
 };
 // algo.apply + algo.convert on the loaded network, timed: what `ptq quantize` does before saving.
-QuantizeTimes quantize_network(PTQ& algo, LoadedModel& loaded);
+// `float_fallback`: LayerwiseOptions::float_fallback (--no-float-fallback turns it off).
+QuantizeTimes quantize_network(PTQ& algo, LoadedModel& loaded, bool float_fallback = true);
 
 double seconds_since(std::chrono::steady_clock::time_point start);
 

@@ -30,6 +30,7 @@ struct QuantizeOptions {
   bool json = false;
   bool stream = false;  // --stream: layer-streamed (tools/ptq/cmd_quantize_stream.h)
   bool resume = false;  // --resume: continue an interrupted --stream run
+  bool no_float_fallback = false;  // --no-float-fallback: non-finite layer outputs are an error
 };
 
 void run_quantize(const QuantizeOptions& o, const GlobalOptions& globals) {
@@ -39,7 +40,7 @@ void run_quantize(const QuantizeOptions& o, const GlobalOptions& globals) {
     PTQ_CHECK(o.quantize.inject_outliers.empty() && o.eval_data.empty(),
               "--stream/--resume never hold the whole model in memory, so they cannot take --inject-outliers or "
               "--eval-data (evaluate the checkpoint with `ptq eval` afterwards)");
-    run_streamed_quantize({o.model, o.config, config, o.out, o.resume, o.layers, o.json}, globals);
+    run_streamed_quantize({o.model, o.config, config, o.out, o.resume, o.layers, o.json, !o.no_float_fallback}, globals);
     return;
   }
   LoadedModel loaded = load_model(o.model);
@@ -55,7 +56,7 @@ void run_quantize(const QuantizeOptions& o, const GlobalOptions& globals) {
   }
 
   PTQ algo(config);
-  const QuantizeTimes times = quantize_network(algo, loaded);
+  const QuantizeTimes times = quantize_network(algo, loaded, !o.no_float_fallback);
   const double apply_seconds = times.apply, convert_seconds = times.convert;
   const auto start = std::chrono::steady_clock::now();
   save_checkpoint(net, o.out);
@@ -123,6 +124,9 @@ void add_quantize_command(CLI::App& app, const GlobalOptions& globals) {
                 "Layer-streamed: load one decoder layer's float weights at a time from the memory-mapped model, "
                 "write its quantized tensors, release it; the same checkpoint in about one layer of memory. Records "
                 "progress in OUT.partial after each layer (docs/ROBUSTNESS.md)");
+  cmd->add_flag("--no-float-fallback", options->no_float_fallback,
+                "A decoder layer whose quantized outputs are not finite is an error naming the linears, instead of "
+                "keeping those linears in float (named in the summary and in the checkpoint's opname_blacklist)");
   cmd->add_flag("--resume", options->resume,
                 "Continue an interrupted --stream run from OUT.partial (same arguments; refused if they differ); "
                 "implies --stream");

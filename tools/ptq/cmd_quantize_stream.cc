@@ -65,6 +65,7 @@ void run_streamed_quantize(const StreamedQuantizeRequest& request, const GlobalO
   StreamQuantizeOptions options;
   options.out = request.out;
   options.resume = request.resume;
+  options.float_fallback = request.float_fallback;
   options.device = torch::Device(request.model.device);
   options.after_step_recorded = test_stop_hook();
   const auto start = std::chrono::steady_clock::now();

@@ -17,6 +17,7 @@ struct StreamedQuantizeRequest {
   bool resume = false;
   bool layers = false;  // --layers: one row per linear
   bool json = false;
+  bool float_fallback = true;  // false: --no-float-fallback
 };
 
 // Builds the network without its weights, quantizes it layer by layer and writes the checkpoint; the
