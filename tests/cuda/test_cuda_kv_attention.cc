@@ -42,13 +42,15 @@ namespace {
 constexpr double kFp32AttentionRel = 5e-5;
 constexpr double kFp32AttentionNmse = 1e-9;
 // fp16 / bf16: the reference rounds the dequantized cache to the compute dtype before its fp32 matmuls;
-// the kernel keeps keys and values in fp32. Both round the output once. So: elementwise within the dtype's
-// relative tolerance (tol::rel_tolerance) of max |reference| and nmse <= tol::kKernelNmse against the
-// same-dtype reference, and against the fp32 reference (the same codes, keys/values not rounded) within
-// one output rounding: nmse below kHalfVsFp32Nmse (bf16's half ulp 2^-9 squared is 4e-6; fp16's 2^-12
-// squared 6e-8). A CPU simulation of exactly these roundings (shape 32/8 heads, D 128, S 300 and 2049)
-// gave, bf16: 2.2e-2 of peak and nmse 1.0e-4 against the bf16 reference, nmse 2.8e-6 against fp32;
-// fp16: 9.6e-4, 1.1e-6 and 4.6e-8.
+// the kernel keeps keys and values in fp32. Both round the output once. So the kernel is checked
+// elementwise against the fp32 reference holding the same codes (keys/values not rounded): within the
+// dtype's relative tolerance (tol::rel_tolerance) of max |reference|, nmse below kHalfVsFp32Nmse (one
+// output rounding: bf16's half ulp 2^-9 squared is 4e-6, fp16's 2^-12 squared 6e-8); and against the
+// same-dtype reference by nmse only (<= tol::kKernelNmse): that difference is the reference's own rounding
+// of the keys, which a peaked softmax over large keys can turn into a few percent of one output element
+// (seen on the H200: static, 32/8 heads, D 64, S 2049, T 7, fp16: 1.8e-2 of max |out|, while the nmse
+// checks passed). A CPU simulation of these roundings (32/8 heads, D 128, S 300 and 2049) gave, bf16:
+// nmse 1.0e-4 against the bf16 reference and 2.8e-6 against fp32; fp16: 1.1e-6 and 4.6e-8.
 constexpr double kHalfVsFp32Nmse = 1e-5;
 // A whole model: logits through two layers; perplexity relative.
 constexpr double kModelLogitsRel = 1e-5;
@@ -147,13 +149,17 @@ void compare(const Case& c, bool dynamic, torch::ScalarType dtype, const ptq::Ba
       EXPECT_LE(e, kFp32AttentionNmse) << (masked ? "" : "(no mask)");
       worst_nmse = std::max(worst_nmse, e);
       worst_rel = std::max(worst_rel, max_diff / peak);
-    } else {
+    } else if (!torch::equal(out, expected)) {  // equal: the dequantizing path (prefill), or S = 1
       const double rel = ptq::tol::rel_tolerance(dtype);
-      EXPECT_TRUE(ptq::tol::all_close(expected, out, rel, rel * peak))
-          << "max |diff| " << max_diff << ", max |ref| " << peak << (masked ? "" : " (no mask)");
-      EXPECT_LE(ptq::tol::nmse(expected, out), ptq::tol::kKernelNmse) << (masked ? "" : "(no mask)");
       const torch::Tensor exact = ref32->attend(q.to(torch::kFloat32), m, scale);
+      const double exact_peak = exact.abs().max().item<double>();
+      EXPECT_TRUE(ptq::tol::all_close(exact, out, rel, rel * exact_peak))
+          << "max |diff| " << (out.to(torch::kFloat64) - exact.to(torch::kFloat64)).abs().max().item<double>()
+          << ", max |fp32 ref| " << exact_peak << (masked ? "" : " (no mask)");
       EXPECT_LE(ptq::tol::nmse(exact, out), kHalfVsFp32Nmse) << (masked ? "" : "(no mask)");
+      EXPECT_LE(ptq::tol::nmse(expected, out), ptq::tol::kKernelNmse)
+          << "max |diff| to the same-dtype reference " << max_diff << ", max |ref| " << peak
+          << (masked ? "" : " (no mask)");
     }
   }
 }

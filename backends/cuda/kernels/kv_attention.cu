@@ -11,9 +11,12 @@
 //   2. softmax partials: one warp per row applies the mask, takes the max m, writes p = exp(s - m)
 //      (times the value's per-token scale in dynamic mode) back and sums l = sum p.
 //   3. values: each lane accumulates p * code for its positions and CH channels, every row, in registers
-//      (the value codes arrived long ago); position groups are summed with shuffles, warps with
-//      shared-memory atomics; the block writes its unnormalized partial (times the per-channel value scale
-//      in static mode), m and l.
+//      (the value codes arrived long ago); position groups are summed with shuffles, then each warp stores
+//      its sums to its own shared-memory slice and the 8 slices are added in a fixed order (no atomics: a
+//      float atomicAdd on shared memory is a compare-and-swap loop, and 8 warps adding R x D values to the
+//      same addresses retried it enough to be the likely cause of the measured ~10-20 us block lifetimes;
+//      the fixed order also makes the result deterministic); the block writes its unnormalized partial
+//      (times the per-channel value scale in static mode), m and l.
 // Codes become floats without I2F (a quarter-rate instruction): (code ^ 0x80) is code + 128 as a byte;
 // placed under the exponent of 2^23 it is the float 2^23 + code + 128, and one subtraction leaves the
 // exact integer code.
@@ -109,7 +112,7 @@ __global__ void __launch_bounds__(kThreads, 2)
   static_assert(TILE == tile_positions(D), "tile size");
   static_assert(LP >= 1 && LP <= 32 && (LP & (LP - 1)) == 0, "D / CH must be a power of two <= 32");
   __shared__ float scores[R][TILE];
-  __shared__ float red[R][D];
+  __shared__ float red[kWarps][R][D];  // phase 3: one slice per warp (32 KiB at R = 8, D = 128)
   __shared__ float vscale[TILE];
   __shared__ uint8_t allowed[R][TILE];
 
@@ -154,7 +157,6 @@ __global__ void __launch_bounds__(kThreads, 2)
     if (a.allowed && j < rows && sl < len) ok = a.allowed[(static_cast<int64_t>(b) * a.tokens + j / G) * a.length + s0 + sl];
     allowed[r][sl] = ok;
   }
-  for (int i = threadIdx.x; i < R * D; i += kThreads) (&red[0][0])[i] = 0.f;
 
   // Queries of the tile's rows, pre-scaled: scale (and the static per-channel key scale) folded in.
   float q[R][CH];
@@ -182,7 +184,7 @@ __global__ void __launch_bounds__(kThreads, 2)
       for (int c = 0; c < CH; ++c) q[r][c] = 0.f;  // padding row: computed, never written
     }
   }
-  __syncthreads();  // allowed[], vscale[], red[] are written
+  __syncthreads();  // allowed[] and vscale[] are written
 
   // 1. Scores.
 #pragma unroll
@@ -273,14 +275,17 @@ __global__ void __launch_bounds__(kThreads, 2)
 #pragma unroll
     for (int r = 0; r < R; ++r) {
 #pragma unroll
-      for (int c = 0; c < CH; ++c) atomicAdd(&red[r][c0 + c], acc[r][c]);
+      for (int c = 0; c < CH; ++c) red[warp][r][c0 + c] = acc[r][c];
     }
   }
   __syncthreads();
   for (int i = threadIdx.x; i < R * D; i += kThreads) {
     const int r = i / D, d = i % D;
+    float sum = red[0][r][d];
+#pragma unroll
+    for (int w = 1; w < kWarps; ++w) sum += red[w][r][d];
     const float vs = a.v_channel_scale ? a.v_channel_scale[kv * D + d] : 1.f;
-    part_o[partial_row(bh, tile, r, split, row_tiles, R, splits) * D + d] = red[r][d] * vs;
+    part_o[partial_row(bh, tile, r, split, row_tiles, R, splits) * D + d] = sum * vs;
   }
 }
 
@@ -302,11 +307,11 @@ __device__ __forceinline__ float block_all(float v, bool is_max, float* buf) {
 }
 
 // One block of 1024 threads per real query row: out = sum_i e^(m_i - M) o_i / sum_i e^(m_i - M) l_i.
-// The partials were written while the partial kernel streamed the whole cache through L2, so most of them
-// come back from HBM: a thread looping over the splits with a few loads in flight spent ~0.5 us per split
-// (measured: 50 us of a 16K-position call). Here the weights e^(m_i - M) are computed once, in parallel,
-// into shared memory, and thread (g, d) sums splits g, g + SG, ... of channel d (SG = 1024 / D groups,
-// 8 loads in flight each), then the groups are added in shared memory.
+// The partials were written while the partial kernel streamed the cache through L2, so many come back from
+// HBM; the weights e^(m_i - M) are computed once, in parallel, into shared memory, and thread (g, d) sums
+// splits g, g + SG, ... of channel d (SG = 1024 / D groups, 8 loads in flight each), then the groups are
+// added in shared memory. (Replacing a 128-thread block with 4 loads in flight took a 16K-position call
+// from 147 to 136 us on the H200: the combine was not the main cost.)
 __global__ void __launch_bounds__(kCombineThreads)
     kv_decode_combine_kernel(const KVDecodeArgs a, int R, int splits, int row_tiles, const float* __restrict__ part_o,
                              const float* __restrict__ part_ml) {
