@@ -107,15 +107,7 @@ void load_plain_tensors(const TensorStore& store,
               info.dtype_name,
               target.is_floating_point() ? std::string("a floating-point dtype")
                                          : torch_dtype_to_safetensors(target.scalar_type()));
-    if (is_deferred(target)) {
-      // A network built without its weights (DeferredWeightsGuard) gets each tensor allocated here,
-      // once, instead of being initialised at construction and overwritten.
-      torch::Tensor value = torch::empty(target.sizes(), target.options());
-      value.copy_(store.tensor(name));
-      target.set_data(value);
-    } else {
-      target.copy_(store.tensor(name));
-    }
+    fill_tensor(target, store.tensor(name));  // a network built without weights allocates each one here
     if (target.numel() > 0) loaded.insert(target.data_ptr());
     used.insert(name);
   }

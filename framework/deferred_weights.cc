@@ -27,4 +27,15 @@ bool is_deferred(const torch::Tensor& t) {
   return true;
 }
 
+void fill_tensor(const torch::Tensor& target, const torch::Tensor& source) {
+  torch::NoGradGuard no_grad;
+  if (!is_deferred(target)) {
+    target.copy_(source);
+    return;
+  }
+  torch::Tensor value = torch::empty(target.sizes(), target.options());
+  value.copy_(source);
+  target.set_data(value);
+}
+
 }  // namespace ptq

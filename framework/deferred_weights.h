@@ -38,4 +38,8 @@ torch::Tensor deferred_placeholder(torch::IntArrayRef shape, torch::ScalarType d
 // Whether `t` is a placeholder: more than one element, all strides 0.
 bool is_deferred(const torch::Tensor& t);
 
+// Gives `target` the values of `source` (same shape; converted to target's dtype and device): a placeholder
+// gets its own storage, allocated once here, any other tensor is written in place.
+void fill_tensor(const torch::Tensor& target, const torch::Tensor& source);
+
 }  // namespace ptq

@@ -38,7 +38,7 @@ void load_llama_weights(LlamaForCausalLM& network, const fs::path& model_dir) {
               model_dir.string(), name, source.sizes(), param.sizes());
     PTQ_CHECK(source.is_floating_point(), "{}: tensor \"{}\" has dtype {}, expected a floating-point dtype",
               model_dir.string(), name, source.scalar_type());
-    param.copy_(source);
+    fill_tensor(param, source);
     used.insert(name);
   }
   if (spec.tie_word_embeddings) network.tie_embeddings();
@@ -53,12 +53,16 @@ void load_llama_weights(LlamaForCausalLM& network, const fs::path& model_dir) {
 std::shared_ptr<LlamaForCausalLM> load_llama(const fs::path& model_dir, const LoadOptions& options) {
   PTQ_CHECK(fs::is_directory(model_dir), "{}: not a folder (expected a Hugging Face model folder)", model_dir.string());
   ModelSpec spec = ModelSpec::from_file(model_dir / "config.json");
+  // Built without weights, converted to the compute dtype while its parameters are still placeholders,
+  // then filled: each tensor is allocated once, in its final dtype (initialising the parameters and
+  // overwriting them doubled the peak memory of loading).
+  std::shared_ptr<LlamaForCausalLM> network;
+  {
+    DeferredWeightsGuard deferred;
+    network = std::make_shared<LlamaForCausalLM>(spec);
+  }
+  if (options.compute_dtype != torch::kFloat32) network->set_compute_dtype(options.compute_dtype);
   if (options.defer_weights) {
-    std::shared_ptr<LlamaForCausalLM> network;
-    {
-      DeferredWeightsGuard deferred;
-      network = std::make_shared<LlamaForCausalLM>(spec);
-    }
     const TensorStore store = TensorStore::open(model_dir);
     for (const auto& item : network->named_parameters(/*recurse=*/true)) {
       const std::string& name = item.key();
@@ -74,14 +78,11 @@ std::shared_ptr<LlamaForCausalLM> load_llama(const fs::path& model_dir, const Lo
                 fmt::join(info.shape, "x"), fmt::join(item.value().sizes(), "x"));
     }
     network->source_dir = model_dir;
-    if (options.compute_dtype != torch::kFloat32) network->set_compute_dtype(options.compute_dtype);
     network->eval();
     return network;
   }
-  auto network = std::make_shared<LlamaForCausalLM>(spec);
   load_llama_weights(*network, model_dir);
   network->source_dir = model_dir;
-  if (options.compute_dtype != torch::kFloat32) network->set_compute_dtype(options.compute_dtype);
   if (options.device != torch::kCPU) {
     network->to(options.device);
     // Module::to copies each parameter on its own, which unties a tied lm_head.

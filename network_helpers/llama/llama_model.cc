@@ -111,8 +111,9 @@ LlamaForCausalLM::LlamaForCausalLM(const ModelSpec& spec) : spec_(spec) {
 }
 
 void LlamaForCausalLM::tie_embeddings() {
-  lm_head->weight.set_data(model->embed_tokens->weight);
-  lm_head->weight = model->embed_tokens->weight;
+  // Through the registered parameter (what named_parameters() and checkpoints see): it must alias the
+  // embedding's current storage, which a loader may have replaced (set_data) since construction.
+  lm_head->replace_weight(model->embed_tokens->weight);
 }
 
 void LlamaForCausalLM::set_compute_dtype(torch::ScalarType dtype) {
