@@ -174,6 +174,24 @@ TEST_F(CompareCli, JsonHasTheFieldsAndMatchesEvalAndQuantize) {
   EXPECT_LT(file_bytes, weight_bytes + 64 * 1024) << "the header is a few KB";
 }
 
+// `ptq bench` counts a quantized model's weights in their checkpoint form (packed codes, scales, zero
+// points), as `ptq compare` does: it used to count only parameters and buffers, which left the codes out.
+TEST_F(CompareCli, BenchCountsQuantizedWeightsAsCompareDoes) {
+  const fs::path saved = testing::temp_dir("bench_cli_saved");
+  const CommandResult save = run_ptq(fmt::format("compare {} --save-dir '{}' --json '{}'", common(), saved.string(), rtn4_));
+  ASSERT_EQ(save.exit_code, 0) << save.err;
+  const json rows = json::parse(save.out).at("rows");
+  const CommandResult bench = run_ptq(fmt::format(
+      "bench -m '{}' --compare '{}' --prompt-tokens 4 --decode-tokens 2 --repeats 1 --json", model_,
+      (saved / "w4_rtn_g32").string()));
+  ASSERT_EQ(bench.exit_code, 0) << bench.err;
+  const json models = json::parse(bench.out).at("models");
+  ASSERT_EQ(models.size(), 2u);
+  EXPECT_EQ(models[0].at("weight_bytes"), rows[0].at("weight_bytes"));
+  EXPECT_EQ(models[1].at("weight_bytes"), rows[1].at("weight_bytes"));
+  EXPECT_LT(models[1].at("weight_bytes").get<int64_t>(), models[0].at("weight_bytes").get<int64_t>());
+}
+
 TEST_F(CompareCli, OneBaselinePerWeightWidth) {
   const CommandResult r = run_ptq(fmt::format("--quiet compare {} --baseline w4_rtn_g32 --baseline w8a16_rtn --json '{}' '{}' '{}'",
                                               common(), rtn4_, w8_, gptq4_));

@@ -22,15 +22,10 @@ struct BenchOptions {
 struct Measured {
   std::string model_dir;
   ThroughputResult result;
-  int64_t weight_bytes = 0;  // parameters and buffers as loaded (packed codes for quantized layers)
+  // The weights in their checkpoint form (packed codes, scales and zero points of quantized layers; float
+  // tensors in the dtype config.json declares), counted as `ptq compare` counts them.
+  int64_t weight_bytes = 0;
 };
-
-int64_t loaded_weight_bytes(const CausalLM& network) {
-  int64_t bytes = 0;
-  for (const auto& p : network.parameters()) bytes += p.numel() * p.element_size();
-  for (const auto& b : network.buffers()) bytes += b.numel() * b.element_size();
-  return bytes;
-}
 
 // Loads, measures and releases one model: the next one starts from the memory the process had before.
 Measured measure_one(const ModelOptions& model, const ThroughputOptions& throughput) {
@@ -38,7 +33,7 @@ Measured measure_one(const ModelOptions& model, const ThroughputOptions& through
   m.model_dir = model.model_dir;
   reset_peak_rss();
   LoadedModel loaded = load_model(model);
-  m.weight_bytes = loaded_weight_bytes(*loaded.network);
+  m.weight_bytes = checkpoint_tensor_bytes(*loaded.network);
   m.result = measure_throughput(*loaded.network, throughput);
   return m;
 }
