@@ -79,12 +79,18 @@ std::vector<std::vector<std::shared_ptr<LinearImpl>>> input_groups(LayerContext&
   return groups;
 }
 
-// min/max of `cols` per row ([out, k] -> [out]), or over the whole tensor repeated per row
+// min/max of `cols` per row ([out, k] -> [out] each), or over the whole tensor repeated per row
 // (per-tensor).
-QParams range_params(const torch::Tensor& cols, const WeightQuantSpec& spec, bool per_tensor) {
-  torch::Tensor lo = per_tensor ? cols.amin().expand({cols.size(0)}) : cols.amin(1);
-  torch::Tensor hi = per_tensor ? cols.amax().expand({cols.size(0)}) : cols.amax(1);
-  return compute_qparams(lo.contiguous(), hi.contiguous(), spec.bits, spec.symmetric);
+struct RowRange {
+  torch::Tensor lo, hi;
+};
+RowRange row_range(const torch::Tensor& cols, bool per_tensor) {
+  if (per_tensor) return {cols.amin().expand({cols.size(0)}), cols.amax().expand({cols.size(0)})};
+  return {cols.amin(1), cols.amax(1)};
+}
+
+QParams range_params(const RowRange& range, const WeightQuantSpec& spec) {
+  return compute_qparams(range.lo.contiguous(), range.hi.contiguous(), spec.bits, spec.symmetric);
 }
 
 // Sum over each row of |dequantize(quantize(cols)) - cols|^2.4 under `p` ([out, k] -> [out]).
@@ -100,13 +106,14 @@ torch::Tensor rounding_error(const torch::Tensor& cols, const QParams& p, int bi
 // 2.4 (not 2) is the reference's: it favours ranges that keep the largest weights accurate. A
 // per-tensor range is shared by all rows, so it is not searched.
 QParams searched_range_params(const torch::Tensor& cols, const WeightQuantSpec& spec, bool per_tensor) {
-  QParams best = range_params(cols, spec, per_tensor);
+  const RowRange range = row_range(cols, per_tensor);
+  QParams best = range_params(range, spec);
   if (per_tensor) return best;
-  const torch::Tensor lo = cols.amin(1), hi = cols.amax(1);
   torch::Tensor best_error = rounding_error(cols, best, spec.bits);
   for (int step = 1; step < kMseSteps; ++step) {
     const double shrink = 1.0 - static_cast<double>(step) / kMseGrid;
-    QParams candidate = compute_qparams(lo * shrink, hi * shrink, spec.bits, spec.symmetric);
+    QParams candidate =
+        compute_qparams(range.lo * shrink, range.hi * shrink, spec.bits, spec.symmetric);
     const torch::Tensor error = rounding_error(cols, candidate, spec.bits);
     const torch::Tensor better = error < best_error;
     best.scale = torch::where(better, candidate.scale, best.scale);
@@ -207,7 +214,7 @@ GptqResult gptq_quantize(const torch::Tensor& weight, const torch::Tensor& hessi
   torch::Tensor zero = spec.symmetric ? torch::Tensor() : torch::empty({out, groups}, W.options());
   auto set_group = [&](int64_t g, const torch::Tensor& cols) {
     QParams p = options.mse ? searched_range_params(cols, spec, per_tensor)
-                            : range_params(cols, spec, per_tensor);
+                            : range_params(row_range(cols, per_tensor), spec);
     scale.select(1, g).copy_(p.scale);
     if (zero.defined()) zero.select(1, g).copy_(p.zero_point);
   };
