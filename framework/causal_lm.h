@@ -23,6 +23,14 @@ class CausalLM : public torch::nn::Module {
   // Returns logits [B, T, vocab] in float32.
   virtual torch::Tensor forward(const torch::Tensor& input_ids, DecodeState* state = nullptr,
                                 const torch::Tensor& attention_mask = {}) = 0;
+  // The logits of the last position only, [B, 1, vocab] float32, as forward() would give them: what
+  // generation needs. A prefill of T tokens then runs the final norm and lm_head on B rows instead of
+  // B * T (TinyLlama, T = 512: 33.5 of the lm_head's GFLOP, ~40% of a W8A8 prefill's time).
+  virtual torch::Tensor forward_last(const torch::Tensor& input_ids, DecodeState* state = nullptr,
+                                     const torch::Tensor& attention_mask = {}) {
+    torch::Tensor all = forward(input_ids, state, attention_mask);
+    return all.narrow(1, all.size(1) - 1, 1);
+  }
   // An empty generation state for `batch` sequences, with storage for `capacity` tokens.
   virtual std::unique_ptr<DecodeState> new_state(int64_t batch, int64_t capacity) = 0;
 

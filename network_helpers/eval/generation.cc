@@ -76,8 +76,7 @@ std::vector<std::vector<int64_t>> generate_tokens(CausalLM& network, const std::
   std::vector<bool> done(B, false);
   std::mt19937_64 rng(options.seed);
   auto state = network.new_state(B, T + options.max_new_tokens);
-  auto logits = network.forward(input_ids, state.get(), attention_mask);  // [B, T, V]
-  auto last = logits.select(1, T - 1);
+  auto last = network.forward_last(input_ids, state.get(), attention_mask).select(1, 0);  // [B, V]
   for (int64_t step = 0; step < options.max_new_tokens; ++step) {
     auto next = torch::empty({B, 1}, torch::kInt64);
     auto last_cpu = last.to(torch::kCPU);
@@ -90,7 +89,7 @@ std::vector<std::vector<int64_t>> generate_tokens(CausalLM& network, const std::
       if (options.stop_at_eos && eos_id && token == *eos_id) done[b] = true;
     }
     if (std::all_of(done.begin(), done.end(), [](bool d) { return d; }) || step + 1 == options.max_new_tokens) break;
-    last = network.forward(next, state.get()).select(1, 0);
+    last = network.forward_last(next, state.get()).select(1, 0);
   }
   return out;
 }

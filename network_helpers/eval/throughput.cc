@@ -22,12 +22,11 @@ ThroughputResult measure_throughput(CausalLM& network, const ThroughputOptions& 
   for (int64_t run = 0; run <= o.repeats; ++run) {  // run 0 warms up caches and allocators
     auto state = network.new_state(o.batch, o.prompt_tokens + o.decode_tokens);
     auto t0 = clock::now();
-    auto logits = network.forward(prompt, state.get());
-    auto next = logits.select(1, o.prompt_tokens - 1).argmax(-1).unsqueeze(1).to(torch::kCPU);
+    auto next = network.forward_last(prompt, state.get()).select(1, 0).argmax(-1).unsqueeze(1).to(torch::kCPU);
     double prefill = std::chrono::duration<double>(clock::now() - t0).count();
     auto t1 = clock::now();
     for (int64_t step = 0; step < o.decode_tokens; ++step)
-      next = network.forward(next, state.get()).select(1, 0).argmax(-1).unsqueeze(1).to(torch::kCPU);
+      next = network.forward_last(next, state.get()).select(1, 0).argmax(-1).unsqueeze(1).to(torch::kCPU);
     double decode = std::chrono::duration<double>(clock::now() - t1).count();
     if (run == 0) continue;
     if (best.prefill_seconds == 0 || prefill < best.prefill_seconds) best.prefill_seconds = prefill;

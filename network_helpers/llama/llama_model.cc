@@ -173,6 +173,17 @@ std::unique_ptr<DecodeState> LlamaForCausalLM::new_state(int64_t batch, int64_t 
 
 torch::Tensor LlamaForCausalLM::forward(const torch::Tensor& input_ids, DecodeState* state,
                                         const torch::Tensor& attention_mask) {
+  return logits(decoder_stack(input_ids, state, attention_mask));
+}
+
+torch::Tensor LlamaForCausalLM::forward_last(const torch::Tensor& input_ids, DecodeState* state,
+                                             const torch::Tensor& attention_mask) {
+  torch::Tensor hidden = decoder_stack(input_ids, state, attention_mask);
+  return logits(hidden.narrow(1, hidden.size(1) - 1, 1));  // the norm is per position: narrowing first is exact
+}
+
+torch::Tensor LlamaForCausalLM::decoder_stack(const torch::Tensor& input_ids, DecodeState* state,
+                                              const torch::Tensor& attention_mask) {
   PTQ_CHECK(input_ids.dim() == 2, "forward: input_ids must be [batch, tokens], got {}", input_ids.sizes());
   const int64_t B = input_ids.size(0), T = input_ids.size(1);
   std::unique_ptr<DecodeState> local;
@@ -207,7 +218,7 @@ torch::Tensor LlamaForCausalLM::forward(const torch::Tensor& input_ids, DecodeSt
     ctx.cache = state->caches[i].get();
     hidden = model->layer_list[i]->forward(hidden, ctx);
   }
-  return logits(hidden);
+  return hidden;
 }
 
 }  // namespace ptq

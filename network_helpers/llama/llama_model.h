@@ -86,6 +86,8 @@ class LlamaForCausalLM : public CausalLM {
 
   torch::Tensor forward(const torch::Tensor& input_ids, DecodeState* state = nullptr,
                         const torch::Tensor& attention_mask = {}) override;
+  torch::Tensor forward_last(const torch::Tensor& input_ids, DecodeState* state = nullptr,
+                             const torch::Tensor& attention_mask = {}) override;
   std::unique_ptr<DecodeState> new_state(int64_t batch, int64_t capacity) override;
 
   int64_t num_decoder_layers() const override { return spec_.num_layers; }
@@ -113,6 +115,8 @@ class LlamaForCausalLM : public CausalLM {
 
  private:
   AttentionContext context(const torch::Tensor& positions, const torch::Tensor& allowed) const;
+  // Embedding and every decoder layer (updating `state`, or a local one): the final hidden states [B, T, C].
+  torch::Tensor decoder_stack(const torch::Tensor& input_ids, DecodeState* state, const torch::Tensor& attention_mask);
   ModelSpec spec_;
   torch::Tensor inv_freq_;
   torch::ScalarType compute_dtype_ = torch::kFloat32;

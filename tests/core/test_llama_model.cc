@@ -61,6 +61,28 @@ TEST(LlamaModel, BatchedPrefillOfDifferentLengthsMatchesOneAtATime) {
   }
 }
 
+// forward_last (generation's prefill and steps) gives forward's last position, batched with left padding
+// and with a state, while its lm_head sees one row per sequence.
+TEST(LlamaModel, ForwardLastIsTheLastPositionOfForward) {
+  LlamaNetworkHelper helper(testing::tiny_model_dir());
+  auto net = helper.create_network();
+  torch::NoGradGuard no_grad;
+  auto [ids, mask] = helper.assemble_inputs(some_sequences());
+  const int64_t B = ids.size(0), T = ids.size(1);
+  auto full = net->forward(ids, nullptr, mask);
+  auto last = net->forward_last(ids, nullptr, mask);
+  ASSERT_EQ(last.sizes(), (std::vector<int64_t>{B, 1, full.size(2)}));
+  EXPECT_TRUE(torch::allclose(last, full.narrow(1, T - 1, 1), kFp32LogitTolerance, kFp32LogitTolerance))
+      << "max diff " << (last - full.narrow(1, T - 1, 1)).abs().max().item<double>();
+  // With a state: the prefill fills the cache as forward's does, so the next step continues it.
+  auto state_full = net->new_state(B, T + 1), state_last = net->new_state(B, T + 1);
+  net->forward(ids, state_full.get(), mask);
+  net->forward_last(ids, state_last.get(), mask);
+  auto next = torch::full({B, 1}, 7, torch::kInt64);
+  EXPECT_TRUE(torch::allclose(net->forward_last(next, state_last.get()), net->forward(next, state_full.get()),
+                              kFp32LogitTolerance, kFp32LogitTolerance));
+}
+
 TEST(LlamaModel, BatchedGreedyGenerationMatchesSingle) {
   LlamaNetworkHelper helper(testing::tiny_model_dir());
   auto net = helper.create_network();
