@@ -5,26 +5,6 @@
 #include "framework/error.h"
 
 namespace ptq {
-namespace {
-
-bool uses_static_activations(const PTQConfig& config) {
-  auto is_static = [](const LayerScheme& s) {
-    return !s.skip && s.act_quant_dtype == QuantDtype::kInt8 && s.act_quant_granularity == QuantGranularity::kPerTensor;
-  };
-  if (is_static(config.default_scheme())) return true;
-  for (size_t i = 0; i < config.layer_policies.size(); ++i) {
-    const LayerPolicy& policy = config.layer_policies[i];
-    if (policy.skips()) continue;
-    LayerScheme s = config.default_scheme();
-    if (policy.act_quant_dtype) s.act_quant_dtype = *policy.act_quant_dtype;
-    if (policy.act_quant_granularity) s.act_quant_granularity = *policy.act_quant_granularity;
-    if (is_static(s)) return true;
-  }
-  return false;
-}
-
-}  // namespace
-
 PTQ::PTQ(PTQConfig config) : Algorithm(std::move(config)) { ensure_builtins_registered(); }
 
 std::vector<std::string> PTQ::composition() const {
@@ -33,7 +13,7 @@ std::vector<std::string> PTQ::composition() const {
   if (config_.outliers_suppression == OutliersSuppressionType::kAwq) names.push_back("awq");
   if (config_.weight_quant_dtype != QuantDtype::kNone || !config_.layer_policies.empty())
     names.push_back(config_.precision_recovery == PrecisionRecovery::kGptq ? "gptq" : config_.rounding);
-  if (uses_static_activations(config_)) names.push_back("act_calibration");
+  if (config_.uses_static_activations()) names.push_back("act_calibration");
   if (config_.kvcache_quant_dtype != QuantDtype::kNone) names.push_back("kv_cache_int8");
   return names;
 }

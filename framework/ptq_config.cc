@@ -277,12 +277,19 @@ bool PTQConfig::needs_calibration() const {
   if (kvcache_quant_dtype != QuantDtype::kNone &&
       kvcache_quant_granularity != QuantGranularity::kPerToken)
     return true;
-  // Static activation scales come from calibration, config-wide or in any policy.
+  // Static activation scales come from calibration.
+  return uses_static_activations();
+}
+
+bool PTQConfig::uses_static_activations() const {
+  // int8 is the only activation dtype validate() accepts; per-tensor is the static granularity.
   const auto is_static_act = [](const LayerScheme& s) {
-    return s.act_quant_dtype != QuantDtype::kNone &&
+    return s.act_quant_dtype == QuantDtype::kInt8 &&
            s.act_quant_granularity == QuantGranularity::kPerTensor;
   };
   if (is_static_act(default_scheme())) return true;
+  // Layer names are not known here: every policy that does not skip may match some layer, and
+  // resolves the way scheme_for resolves it (apply_policy on the config-wide scheme).
   for (size_t i = 0; i < layer_policies.size(); ++i)
     if (!layer_policies[i].skips() &&
         is_static_act(apply_policy(default_scheme(), layer_policies[i], static_cast<int>(i))))

@@ -180,6 +180,9 @@ struct PTQConfig {
   // Whether QUANTIZE needs calibration data (static activation or KV-cache scales, SmoothQuant,
   // AWQ, GPTQ); always false in DEPLOY mode.
   bool needs_calibration() const;
+  // Whether some layer may get static activations (int8 per-tensor, scales from calibration): the
+  // config-wide scheme, or any policy that does not skip, resolved as scheme_for resolves it.
+  bool uses_static_activations() const;
 
   // The parameters of one algorithm: default_algo_args()[name] with algo_args[name] on top; for a
   // plugin name, algo_args[name] or an empty object.
