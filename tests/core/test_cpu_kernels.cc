@@ -14,26 +14,14 @@
 #include "framework/backend.h"
 #include "framework/quantized_weight.h"
 #include "framework/tolerances.h"
+#include "kernel_test_util.h"
 
 namespace {
 
-// W8A8 is exact: same activation codes, exact int32 accumulation, the same float32 epilogue in the same
-// order, so the outputs are equal bit for bit (tol::kIntegerExact).
-// Weight-only kernels dequantize bit for bit but sum in another order: per element within the float32
-// relative tolerance of the compute dtype, with an absolute floor of that tolerance times the largest
-// output (results near zero have no meaningful relative error), and the normalized MSE of a kernel that
-// reorders float sums (tol::kKernelNmse).
-constexpr double kWeightOnlyAbsFloorFraction = 1.0;
-
-const std::vector<int64_t> kRows = {1, 2, 5, 16, 33, 128};
-
-ptq::WeightQuantSpec spec(int bits, int64_t group_size, bool symmetric) {
-  ptq::WeightQuantSpec s;
-  s.bits = bits;
-  s.group_size = group_size;
-  s.symmetric = symmetric;
-  return s;
-}
+using ptq::testing::expect_bit_exact;
+using ptq::testing::expect_weight_only_close;
+using ptq::testing::kRows;
+using ptq::testing::spec;
 
 class CpuKernelTest : public ::testing::Test {
  protected:
@@ -52,17 +40,6 @@ class CpuKernelTest : public ::testing::Test {
   }
   std::shared_ptr<ptq::Backend> cpu_, reference_;
 };
-
-void expect_weight_only_close(const torch::Tensor& ref, const torch::Tensor& out) {
-  ASSERT_EQ(ref.sizes(), out.sizes());
-  ASSERT_EQ(ref.scalar_type(), out.scalar_type());
-  const double rtol = ptq::tol::rel_tolerance(out.scalar_type());
-  const double atol = rtol * kWeightOnlyAbsFloorFraction * ref.abs().max().item<double>();
-  EXPECT_TRUE(ptq::tol::all_close(ref, out, rtol, atol))
-      << "max |diff| " << (out.to(torch::kFloat64) - ref.to(torch::kFloat64)).abs().max().item<double>()
-      << ", max |ref| " << ref.abs().max().item<double>();
-  EXPECT_LE(ptq::tol::nmse(ref, out), ptq::tol::kKernelNmse);
-}
 
 // ---- weight-only -------------------------------------------------------------------------------------
 
@@ -155,12 +132,7 @@ TEST_F(CpuKernelTest, W8A8MatchesReferenceBitForBit) {
                                             << (wsym ? " sym" : " asym") << " M " << M << " K " << K << " N " << N);
           auto x = torch::randn({M, K}) + 0.3;  // skewed, so asymmetric activations matter
           x[0][0] = 6.0;                        // an outlier channel
-          auto expected = ref->forward(x);
-          auto got = kernel->forward(x);
-          ASSERT_EQ(expected.sizes(), got.sizes());
-          EXPECT_TRUE(torch::equal(expected, got))
-              << "max |diff| " << (expected - got).abs().max().item<double>() << " (tolerance "
-              << ptq::tol::kIntegerExact << ")";
+          expect_bit_exact(ref->forward(x), kernel->forward(x));
           ++cases;
         }
       }

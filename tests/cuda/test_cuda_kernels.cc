@@ -18,32 +18,14 @@
 #include "framework/backend.h"
 #include "framework/quantized_weight.h"
 #include "framework/tolerances.h"
+#include "kernel_test_util.h"
 
 namespace {
 
-const std::vector<int64_t> kRows = {1, 2, 5, 16, 33, 128};
-
-// Weight-only outputs: per element within the dtype's relative tolerance, with an absolute floor of that
-// tolerance times the largest output (near-zero results have no meaningful relative error), and the
-// normalized MSE of a kernel that reorders float sums (tol::kKernelNmse).
-void expect_close(const torch::Tensor& ref, const torch::Tensor& out) {
-  ASSERT_EQ(ref.sizes(), out.sizes());
-  ASSERT_EQ(ref.scalar_type(), out.scalar_type());
-  const double rtol = ptq::tol::rel_tolerance(out.scalar_type());
-  const double atol = rtol * ref.abs().max().item<double>();
-  EXPECT_TRUE(ptq::tol::all_close(ref, out, rtol, atol))
-      << "max |diff| " << (out.to(torch::kFloat64) - ref.to(torch::kFloat64)).abs().max().item<double>()
-      << ", max |ref| " << ref.abs().max().item<double>();
-  EXPECT_LE(ptq::tol::nmse(ref, out), ptq::tol::kKernelNmse);
-}
-
-ptq::WeightQuantSpec spec(int bits, int64_t group_size, bool symmetric) {
-  ptq::WeightQuantSpec s;
-  s.bits = bits;
-  s.group_size = group_size;
-  s.symmetric = symmetric;
-  return s;
-}
+using ptq::testing::expect_bit_exact;
+using ptq::testing::expect_weight_only_close;
+using ptq::testing::kRows;
+using ptq::testing::spec;
 
 class CudaKernelTest : public ::testing::Test {
  protected:
@@ -91,7 +73,7 @@ void CudaKernelTest::weight_only_matches_reference(int bits) {
           SCOPED_TRACE(::testing::Message() << p.scheme().name() << " " << dtype << " M " << M << " K " << sh.K
                                             << " N " << sh.N);
           auto x = torch::randn({M, sh.K}, gpu()).to(dtype);
-          expect_close(ref->forward(x), kernel->forward(x));
+          expect_weight_only_close(ref->forward(x), kernel->forward(x));
           ++cases;
         }
       }
@@ -134,7 +116,7 @@ void CudaKernelTest::decode_long_k_matches_reference(int bits) {
                                             << " N " << sh.N);
           auto x = torch::randn({M, sh.K}, gpu()).to(dtype);
           auto got = kernel->forward(x);
-          expect_close(ref->forward(x), got);
+          expect_weight_only_close(ref->forward(x), got);
           EXPECT_TRUE(torch::equal(got, kernel->forward(x))) << "not deterministic";
           ++cases;
         }
@@ -155,8 +137,8 @@ void CudaKernelTest::batched_float_and_empty_inputs(int bits) {
   auto ref = reference_->make_linear_kernel(p, torch::kHalf);
   for (int64_t T : {1, 7, 20}) {  // [B, T, K]: B * T on both sides of the decode limit
     auto x = torch::randn({2, T, 256}, gpu());
-    expect_close(ref->forward(x.to(torch::kHalf)), kernel->forward(x.to(torch::kHalf)));
-    expect_close(ref->forward(x), kernel->forward(x));  // fp32 input: the dequantize + cuBLAS path
+    expect_weight_only_close(ref->forward(x.to(torch::kHalf)), kernel->forward(x.to(torch::kHalf)));
+    expect_weight_only_close(ref->forward(x), kernel->forward(x));  // fp32 input: the dequantize + cuBLAS path
   }
   EXPECT_EQ(kernel->forward(torch::randn({0, 256}, gpu()).to(torch::kHalf)).sizes(), (std::vector<int64_t>{0, 70}));
   // Codes of the 80 padded rows (row tiles of 16) plus 5 bytes of scale and zero point per row and group of 64
@@ -205,12 +187,7 @@ TEST_F(CudaKernelTest, W8A8MatchesReferenceBitForBit) {
             auto x = torch::randn({M, K}, gpu()) + 0.3;  // skewed, so asymmetric activations matter
             x[0][0] = 6.0;                               // an outlier channel
             x = x.to(dtype);
-            auto expected = ref->forward(x);
-            auto got = kernel->forward(x);
-            ASSERT_EQ(expected.sizes(), got.sizes());
-            EXPECT_TRUE(torch::equal(expected, got))
-                << "max |diff| " << (expected - got).abs().max().item<double>() << " (tolerance "
-                << ptq::tol::kIntegerExact << ")";
+            expect_bit_exact(ref->forward(x), kernel->forward(x));
             ++cases;
           }
         }
