@@ -9,9 +9,6 @@
 #include <nlohmann/json.hpp>
 #include <torch/torch.h>
 
-#include <algorithm>
-#include <chrono>
-#include <fstream>
 #include <functional>
 #include <iostream>
 #include <vector>
@@ -19,23 +16,14 @@
 #include "backends/cpu/cpu_features.h"
 #include "backends/cpu/onednn_int8_linear.h"
 #include "bench/cpu_kernel_cases.h"
+#include "bench/report_util.h"
 #include "framework/threads.h"
 
 namespace {
 
+// Milliseconds per call, median of at least 3 timed calls (bench/report_util.h).
 double median_ms(const std::function<void()>& call, double min_seconds) {
-  call();  // warm-up: primitive creation, page faults, caches
-  std::vector<double> ms;
-  double total = 0;
-  while (ms.size() < 3 || total < min_seconds) {
-    const auto t0 = std::chrono::steady_clock::now();
-    call();
-    const double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    ms.push_back(dt * 1e3);
-    total += dt;
-  }
-  std::nth_element(ms.begin(), ms.begin() + ms.size() / 2, ms.end());
-  return ms[ms.size() / 2];
+  return ptq::bench::median_seconds(call, min_seconds, 3) * 1e3;
 }
 
 }  // namespace
@@ -89,10 +77,7 @@ int main(int argc, char** argv) {
         out.push_back(row);
       }
     }
-    if (!json_path.empty()) {
-      std::ofstream(json_path) << out.dump(2) << "\n";
-      std::cout << "wrote " << json_path << "\n";
-    }
+    ptq::bench::write_json_rows(json_path, out);
   } catch (const std::exception& e) {
     std::cerr << "cpu_kernel_report: " << e.what() << "\n";
     return 1;

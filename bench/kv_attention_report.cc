@@ -11,9 +11,7 @@
 #include <torch/torch.h>
 
 #include <algorithm>
-#include <chrono>
 #include <cmath>
-#include <fstream>
 #include <functional>
 #include <iostream>
 #include <map>
@@ -21,23 +19,14 @@
 
 #include "backends/cpu/cpu_features.h"
 #include "bench/kv_attention_cases.h"
+#include "bench/report_util.h"
 #include "framework/threads.h"
 
 namespace {
 
+// Microseconds per call, median of at least 5 timed calls (bench/report_util.h).
 double median_us(const std::function<void()>& call, double min_seconds) {
-  call();
-  std::vector<double> us;
-  double total = 0;
-  while (us.size() < 5 || total < min_seconds) {
-    const auto t0 = std::chrono::steady_clock::now();
-    call();
-    const double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    us.push_back(dt * 1e6);
-    total += dt;
-  }
-  std::nth_element(us.begin(), us.begin() + us.size() / 2, us.end());
-  return us[us.size() / 2];
+  return ptq::bench::median_seconds(call, min_seconds, 5) * 1e6;
 }
 
 }  // namespace
@@ -88,10 +77,7 @@ int main(int argc, char** argv) {
       for (const auto& kind : kinds) row[kind] = {{"us", us[kind]}, {"speedup", f / us[kind]}, {"kv_bytes", bytes[kind]}};
       out.push_back(row);
     }
-    if (!json_path.empty()) {
-      std::ofstream(json_path) << out.dump(2) << "\n";
-      std::cout << "wrote " << json_path << "\n";
-    }
+    ptq::bench::write_json_rows(json_path, out);
   } catch (const std::exception& e) {
     std::cerr << "kv_attention_report: " << e.what() << "\n";
     return 1;
