@@ -24,18 +24,12 @@
 #include "framework/linear.h"
 #include "framework/quantized_weight.h"
 #include "framework/tolerances.h"
+#include "kernel_test_util.h"
 
 namespace {
 
 using ptq::testing::error_of;
-
-ptq::WeightQuantSpec spec(int bits, int64_t group_size, bool symmetric) {
-  ptq::WeightQuantSpec s;
-  s.bits = bits;
-  s.group_size = group_size;
-  s.symmetric = symmetric;
-  return s;
-}
+using ptq::testing::spec;
 
 // Sets the force-reference switch for one scope and restores it (PTQ_FORCE_REFERENCE may be set).
 class ForceReference {
