@@ -82,18 +82,35 @@ torch::Tensor input_abs_mean(const std::vector<torch::Tensor>& batches) {
 }
 
 // mean over the quantized consumers' rows of |W_rj| / max |W| in W_rj's quantization group: float32 [C].
+// The normalised rows are written a block at a time into one [rows, C] tensor (no per-linear copies
+// and no torch::cat of them: that transient was the peak of a layer-streamed AWQ run); the same
+// tensor, so the same mean.
 torch::Tensor weight_relative_mean(const std::vector<GroupMember>& members) {
-  std::vector<torch::Tensor> normalized;
+  int64_t total = 0, in = 0;
+  torch::Device device = torch::kCPU;
   for (const auto& m : members) {
     if (!m.scheme) continue;
-    const torch::Tensor w = m.linear->weight.to(torch::kFloat32).abs();
-    const int64_t out = w.size(0), in = w.size(1);
+    total += m.linear->weight.size(0);
+    in = m.linear->weight.size(1);
+    device = m.linear->weight.device();
+  }
+  torch::Tensor normalized = torch::empty({total, in}, torch::TensorOptions().dtype(torch::kFloat32).device(device));
+  int64_t at = 0;
+  for (const auto& m : members) {
+    if (!m.scheme) continue;
+    const torch::Tensor& weight = m.linear->weight;
+    const int64_t out = weight.size(0);
     const BlockSize block = block_size(m.scheme->weight.group_size, out, in);
     const int64_t cols = block.rows > 1 ? in : block.cols;  // per-tensor: normalise per row like per-channel
-    torch::Tensor groups = w.view({out, in / cols, cols});
-    normalized.push_back((groups / (groups.amax(-1, /*keepdim=*/true) + 1e-6)).view({out, in}));
+    const int64_t rows = std::max<int64_t>(1, (int64_t{1} << 20) / in);
+    for (int64_t r0 = 0; r0 < out; r0 += rows) {
+      const int64_t n = std::min(rows, out - r0);
+      const torch::Tensor groups = weight.narrow(0, r0, n).to(torch::kFloat32).abs().view({n, in / cols, cols});
+      normalized.narrow(0, at + r0, n).view({n, in / cols, cols}).copy_(groups / (groups.amax(-1, /*keepdim=*/true) + 1e-6));
+    }
+    at += out;
   }
-  return torch::cat(normalized, 0).mean(0);
+  return normalized.mean(0);
 }
 
 // The candidate scales of the grid search, in the order they are tried: s = 1 first (ties keep it).
@@ -167,8 +184,7 @@ class AwqStage : public LayerStage {
       const torch::Tensor s = candidates[c].unsqueeze(0);
       for (size_t k = 0; k < members.size(); ++k) {
         if (!members[k].scheme) continue;
-        const torch::Tensor scaled = original[k].to(torch::kFloat32) * s;
-        members[k].linear->weight.copy_(fake_quantize_weight(scaled, members[k].scheme->weight) / s);
+        install_candidate(*members[k].linear, original[k], s, members[k].scheme->weight);
       }
       double loss = 0.0;
       for (size_t b = 0; b < inputs.size(); ++b)
@@ -187,6 +203,24 @@ class AwqStage : public LayerStage {
               best == 0 ? std::string("no scaling")
                         : fmt::format("a = {:.2f}", static_cast<double>(best - 1) / static_cast<double>(options_.grid)),
               best_loss);
+  }
+
+  // weight = fake_quantize(original * s) / s, a block of rows at a time: each temporary is a few MiB
+  // instead of the whole linear's (four of them for a TinyLlama MLP linear were the peak of a
+  // layer-streamed AWQ run). Rows are quantized independently (per-channel and per-group scales; the
+  // per-group min/max are exact and the rest is elementwise), so the values are bit-identical to one
+  // call -- except for per-tensor scales or precomputed per-row tensors in the spec, done whole.
+  static void install_candidate(LinearImpl& linear, const torch::Tensor& original, const torch::Tensor& s,
+                                const WeightQuantSpec& spec) {
+    const bool rows_independent = spec.group_size != kPerTensor && !spec.scale.defined() &&
+                                  !spec.zero_point.defined() && !spec.clip_ratio_per_group.defined();
+    const int64_t out = original.size(0);
+    const int64_t rows = rows_independent ? std::max<int64_t>(1, (int64_t{1} << 20) / original.size(1)) : out;
+    for (int64_t r0 = 0; r0 < out; r0 += rows) {
+      const int64_t n = std::min(rows, out - r0);
+      const torch::Tensor scaled = original.narrow(0, r0, n).to(torch::kFloat32) * s;
+      linear.weight.narrow(0, r0, n).copy_(fake_quantize_weight(scaled, spec) / s);
+    }
   }
 
   void search_clipping(LayerContext& ctx) const {
