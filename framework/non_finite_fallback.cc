@@ -6,6 +6,7 @@
 
 #include "framework/backend.h"
 #include "framework/error.h"
+#include "framework/linear_quantization.h"
 
 namespace ptq {
 namespace {
@@ -85,10 +86,11 @@ std::string float_fallback_obstacle(const PTQConfig& config, const std::string& 
 
 void record_non_finite_fallback(const LinearImpl& linear, const std::string& failed_scheme,
                                 QuantizationReport& report) {
+  // The rounding stage of the second pass recorded the layer in float (blacklisted); a stage that
+  // records nothing leaves it to us.
   const LayerRecord* existing = report.find(linear.path());
-  PTQ_CHECK(existing && !existing->quantized(),
-            "non-finite fallback: layer \"{}\" should have been recorded in float by the second pass", linear.path());
-  LayerRecord r = *existing;
+  if (!existing || existing->quantized()) record_float_layer(linear, "", report);
+  LayerRecord r = *report.find(linear.path());
   r.fallback = fmt::format("{} gave non-finite outputs (NaN or Inf) from finite inputs: kept in float (an "
                            "opname_blacklist entry of the saved config)",
                            failed_scheme);

@@ -39,8 +39,9 @@ std::vector<std::shared_ptr<LinearImpl>> find_non_finite_linears(
 std::string float_fallback_obstacle(const PTQConfig& config, const std::string& name,
                                     const std::vector<std::shared_ptr<LinearImpl>>& all_linears);
 
-// Marks `name` in `report` as kept in float by the guard (its record, made by the stage that left
-// it in float, gets the note and the flag; `failed_scheme` is the scheme that overflowed).
+// Marks `linear` in `report` as kept in float by the guard: its float record (made by the stage that
+// left it in float, else here) gets the note and the flag; `failed_scheme` is the scheme that
+// overflowed.
 void record_non_finite_fallback(const LinearImpl& linear, const std::string& failed_scheme,
                                 QuantizationReport& report);
 
