@@ -3,7 +3,7 @@
 // same on both sides of a comparison -- does not hide the kernels), median of `trials` replays. The caller
 // passes call(i), i = 0 .. reps - 1, and should make call i touch the i-th of enough data copies that they
 // do not sit in L2 together (a decode kernel re-reading L2-resident data measures the cache, not HBM).
-// The same method as bench/cuda_kernel_report.cc (which keeps its own copy for now).
+// Used by bench/cuda_kernel_report.cc and bench/cuda_kv_attention_report.cc.
 #pragma once
 
 #include <ATen/cuda/CUDAGraph.h>

@@ -6,81 +6,23 @@
 // host-side launch overhead, identical for both sides' PyTorch glue, does not hide microsecond kernels;
 // --no-graph times the plain loop). Each call uses the next of several copies of the weights, enough
 // copies that they do not fit in L2 together (a decode kernel re-reading an L2-resident weight would
-// measure the cache, not HBM). Median of `trials` replays.
-#include <ATen/cuda/CUDAGraph.h>
+// measure the cache, not HBM). Median of `trials` replays. The timing loop is bench/cuda_graph_timer.h.
 #include <CLI/CLI.hpp>
-#include <c10/cuda/CUDAGuard.h>
-#include <c10/cuda/CUDAStream.h>
-#include <cuda_runtime_api.h>
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 #include <torch/torch.h>
 
 #include <algorithm>
 #include <fstream>
-#include <functional>
 #include <iostream>
 #include <vector>
 
+#include "bench/cuda_graph_timer.h"
+#include "bench/cuda_report_setup.h"
 #include "framework/backend.h"
 #include "framework/quantized_weight.h"
 
 namespace {
-
-struct Options {
-  int reps = 20;
-  int trials = 7;
-  bool graph = true;
-};
-
-// Milliseconds per call of call(i) (i = 0 .. reps - 1), median over trials.
-double time_ms(const std::function<void(int)>& call, const Options& o, bool* graphed) {
-  auto stream = c10::cuda::getCurrentCUDAStream();
-  for (int i = 0; i < o.reps; ++i) call(i);  // warm-up: cuBLAS(Lt) heuristics, allocator, caches
-  cudaDeviceSynchronize();
-  std::function<void()> run = [&] {
-    for (int i = 0; i < o.reps; ++i) call(i);
-  };
-  std::unique_ptr<at::cuda::CUDAGraph> graph;
-  *graphed = false;
-  if (o.graph) {
-    try {
-      // Capture must happen on a side stream (not the legacy default stream).
-      auto side = c10::cuda::getStreamFromPool();
-      c10::cuda::CUDAStreamGuard guard(side);
-      graph = std::make_unique<at::cuda::CUDAGraph>();
-      graph->capture_begin();
-      run();
-      graph->capture_end();
-      *graphed = true;
-    } catch (const std::exception& e) {
-      std::cerr << "graph capture failed, timing the plain loop: " << e.what() << "\n";
-      graph.reset();
-      cudaGetLastError();
-    }
-  }
-  cudaEvent_t start, stop;
-  cudaEventCreate(&start);
-  cudaEventCreate(&stop);
-  std::vector<double> ms;
-  for (int t = 0; t < o.trials; ++t) {
-    cudaEventRecord(start, stream.stream());
-    if (graph) {
-      graph->replay();
-    } else {
-      run();
-    }
-    cudaEventRecord(stop, stream.stream());
-    cudaEventSynchronize(stop);
-    float elapsed = 0;
-    cudaEventElapsedTime(&elapsed, start, stop);
-    ms.push_back(elapsed / o.reps);
-  }
-  cudaEventDestroy(start);
-  cudaEventDestroy(stop);
-  std::nth_element(ms.begin(), ms.begin() + ms.size() / 2, ms.end());
-  return ms[ms.size() / 2];
-}
 
 struct Case {
   std::string label;
@@ -96,7 +38,7 @@ int main(int argc, char** argv) {
   CLI::App app{"CUDA quantized kernels vs torch fp16 linear (cuBLAS)"};
   std::string json_path;
   std::vector<int64_t> rows = {1, 16, 2048, 4096};
-  Options o;
+  ptq::bench::GraphTiming o;
   bool no_graph = false;
   app.add_option("--json", json_path, "Write the rows as JSON to this file");
   app.add_option("--rows", rows, "Values of M");
@@ -106,22 +48,14 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
   o.graph = !no_graph;
   try {
-    if (!torch::cuda::is_available()) {
-      std::cerr << "no CUDA device\n";
-      return 1;
-    }
-    ptq::register_builtin_backends();
-    auto cuda = ptq::find_backend("cuda");
-    if (!cuda) {
-      std::cerr << "this build has no CUDA backend\n";
-      return 1;
-    }
+    const auto setup = ptq::bench::cuda_report_setup();
+    if (!setup) return 1;
+    const auto& cuda = setup->cuda;
+    const cudaDeviceProp& prop = setup->prop;
+    const int64_t l2 = setup->l2;
     torch::NoGradGuard no_grad;
     torch::manual_seed(0);
     const torch::Device dev(torch::kCUDA, 0);
-    cudaDeviceProp prop{};
-    cudaGetDeviceProperties(&prop, 0);
-    const int64_t l2 = prop.l2CacheSize;
     const std::vector<Case> cases = {
         {"w4a16-g128-asym", 4, 128, false, ptq::ActQuant::kNone},
         {"w4a16-g128-sym", 4, 128, true, ptq::ActQuant::kNone},
@@ -158,12 +92,12 @@ int main(int argc, char** argv) {
       for (int64_t M : rows) {
         auto x = torch::randn({M, K}, dev).to(torch::kHalf);
         bool graphed = false;
-        const double fp16 = time_ms([&](int i) { torch::linear(x, w16[i % copies]); }, o, &graphed);
+        const double fp16 = ptq::bench::time_ms([&](int i) { torch::linear(x, w16[i % copies]); }, o, &graphed);
         std::string line = fmt::format("| {} | {} | {} | {:.1f} |", M, K, N, fp16 * 1e3);
         nlohmann::json row = {{"M", M}, {"K", K}, {"N", N}, {"fp16_us", fp16 * 1e3}, {"weight_copies", copies},
                               {"cuda_graph", graphed}};
         for (size_t ci = 0; ci < cases.size(); ++ci) {
-          const double t = time_ms([&](int i) { kernels[ci][i % copies]->forward(x); }, o, &graphed);
+          const double t = ptq::bench::time_ms([&](int i) { kernels[ci][i % copies]->forward(x); }, o, &graphed);
           line += fmt::format(" {:.1f} | {:.2f}x |", t * 1e3, fp16 / t);
           row[cases[ci].label] = {{"us", t * 1e3}, {"speedup", fp16 / t}, {"kernel", kernels[ci][0]->name()}};
         }

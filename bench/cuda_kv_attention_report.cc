@@ -32,6 +32,7 @@
 #include <vector>
 
 #include "bench/cuda_graph_timer.h"
+#include "bench/cuda_report_setup.h"
 #include "framework/backend.h"
 #include "framework/kv_quant.h"
 #include "framework/tolerances.h"
@@ -73,22 +74,14 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
   o.graph = !no_graph;
   try {
-    if (!torch::cuda::is_available()) {
-      std::cerr << "no CUDA device\n";
-      return 1;
-    }
-    ptq::register_builtin_backends();
-    auto cuda = ptq::find_backend("cuda");
-    if (!cuda) {
-      std::cerr << "this build has no CUDA backend\n";
-      return 1;
-    }
+    const auto setup = ptq::bench::cuda_report_setup();
+    if (!setup) return 1;
+    const auto& cuda = setup->cuda;
+    const cudaDeviceProp& prop = setup->prop;
+    const int64_t l2 = setup->l2;
     torch::NoGradGuard no_grad;
     torch::manual_seed(0);
     const torch::Device dev(torch::kCUDA, 0);
-    cudaDeviceProp prop{};
-    cudaGetDeviceProperties(&prop, 0);
-    const int64_t l2 = prop.l2CacheSize;
     const int64_t D = head_dim, H = heads;
     const double scale = 1.0 / std::sqrt(static_cast<double>(D));
     std::cout << fmt::format("device: {} ({} SMs, L2 {} MiB), torch {}; batch 1, {} query heads, head_dim {}, one "
