@@ -24,6 +24,50 @@ const Int8KVCacheFormat* static_int8_format(const KVCacheSlotImpl& slot) {
   return format && format->params().mode == KVQuantMode::kStaticPerChannel ? format : nullptr;
 }
 
+void log_kv_fallback_once(const KVQuantParams& params, const std::string& declines) {
+  if (declines.empty()) return;
+  // Once per distinct reason, not once per layer.
+  static std::mutex mutex;
+  static std::set<std::string> logged;
+  std::lock_guard<std::mutex> lock(mutex);
+  if (logged.insert(declines).second)
+    log_warning("int8 KV cache ({}): using the reference backend's cache ({})", params.to_string(), declines);
+}
+
+// backend "auto": which backend's cache a slot gets depends on where the cache is created (a model may be
+// calibrated on one device and served on another, or moved after loading), so the choice is made per
+// device in create(): the first non-reference backend that runs this scheme on that device, else the
+// reference cache with the reasons logged. Still an Int8KVCacheFormat: checkpoints read its params.
+class AutoInt8KVCacheFormat : public Int8KVCacheFormat {
+ public:
+  explicit AutoInt8KVCacheFormat(KVQuantParams params) : Int8KVCacheFormat(std::move(params)) {}
+
+  std::unique_ptr<KVCache> create(const KVCacheShape& shape) const override {
+    return format_for(shape.device).create(shape);
+  }
+
+ private:
+  const KVCacheFormat& format_for(const torch::Device& device) const {
+    std::lock_guard<std::mutex> lock(mutex_);
+    auto& format = by_device_type_[device.type()];
+    if (format) return *format;
+    std::string declines;
+    for (const std::string& name : available_backends()) {
+      if (name == kReferenceBackendName) continue;
+      auto b = backend(name);
+      Support s = b->supports_device(device);
+      if (s.ok) s = b->supports_kv(params());
+      if (s.ok) return *(format = b->make_kv_cache_format(params()));
+      declines += fmt::format("{}{} on {}: {}", declines.empty() ? "" : "; ", name, device.str(), s.reason);
+    }
+    log_kv_fallback_once(params(), declines);
+    return *(format = backend(kReferenceBackendName)->make_kv_cache_format(params()));
+  }
+
+  mutable std::mutex mutex_;
+  mutable std::map<c10::DeviceType, std::shared_ptr<KVCacheFormat>> by_device_type_;
+};
+
 }  // namespace
 
 std::vector<std::shared_ptr<KVCacheSlotImpl>> collect_kv_cache_slots(torch::nn::Module& root) {
@@ -34,38 +78,17 @@ std::vector<std::shared_ptr<KVCacheSlotImpl>> collect_kv_cache_slots(torch::nn::
 }
 
 std::shared_ptr<KVCacheFormat> make_int8_kv_cache_format(const std::string& requested, const KVQuantParams& params) {
-  std::shared_ptr<Backend> chosen;
-  std::string declines;  // why each asked backend said no (the fallback's reason)
-  if (requested == "auto") {
-    for (const std::string& name : available_backends()) {
-      auto b = backend(name);
-      if (name == kReferenceBackendName) continue;
-      const Support s = b->supports_kv(params);
-      if (s.ok) {
-        chosen = b;
-        break;
-      }
-      declines += fmt::format("{}{}: {}", declines.empty() ? "" : "; ", name, s.reason);
-    }
-  } else if (auto b = backend(requested); b->name() == kReferenceBackendName) {
-    chosen = b;  // asked for (or forced to) the reference
+  if (requested == "auto" && !reference_backend_forced()) return std::make_shared<AutoInt8KVCacheFormat>(params);
+  std::string declines;  // why the asked backend said no (the fallback's reason)
+  if (auto b = backend(requested); b->name() == kReferenceBackendName) {
+    return b->make_kv_cache_format(params);  // asked for (or forced to) the reference
   } else if (const Support s = b->supports_kv(params); s.ok) {
-    chosen = b;
+    return b->make_kv_cache_format(params);
   } else {
     declines = fmt::format("{}: {}", b->name(), s.reason);
   }
-  if (!chosen) {
-    chosen = backend(kReferenceBackendName);
-    if (!declines.empty()) {
-      // Once per distinct reason, not once per layer.
-      static std::mutex mutex;
-      static std::set<std::string> logged;
-      std::lock_guard<std::mutex> lock(mutex);
-      if (logged.insert(declines).second)
-        log_warning("int8 KV cache ({}): using the reference backend's cache ({})", params.to_string(), declines);
-    }
-  }
-  return chosen->make_kv_cache_format(params);
+  log_kv_fallback_once(params, declines);
+  return backend(kReferenceBackendName)->make_kv_cache_format(params);
 }
 
 std::map<std::string, torch::Tensor> kv_scale_tensors(const CausalLM& net) {

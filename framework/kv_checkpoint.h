@@ -29,8 +29,9 @@ namespace ptq {
 // Every KV-cache slot below `root`, in registration order.
 std::vector<std::shared_ptr<KVCacheSlotImpl>> collect_kv_cache_slots(torch::nn::Module& root);
 
-// The int8 cache format for `params` from backend `requested` ("auto": the first non-reference backend
-// that supports it), falling back to the reference backend.
+// The int8 cache format for `params` from backend `requested`, falling back to the reference backend.
+// "auto" decides per cache, by the device the cache is created on: the first non-reference backend that
+// runs `params` there.
 std::shared_ptr<KVCacheFormat> make_int8_kv_cache_format(const std::string& requested, const KVQuantParams& params);
 
 // Save: name -> tensor for every slot with a static int8 format (the table above).

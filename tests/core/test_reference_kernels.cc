@@ -20,6 +20,7 @@
 #include "framework/backend.h"
 #include "framework/error.h"
 #include "test_util.h"
+#include "framework/kv_checkpoint.h"
 #include "framework/kv_quant.h"
 #include "framework/linear.h"
 #include "framework/quantized_weight.h"
@@ -375,6 +376,67 @@ TEST_F(ReferenceBackendTest, SelectionFallsBackWithReasonsAndHonoursTheSwitch) {
   // The reference declining is an error, not a fallback.
   s.weight_bits = 5;
   EXPECT_NE(error_of([&] { ptq::select_backend("reference", s, cpu); }).find("5-bit"), std::string::npos);
+}
+
+// A backend whose int8 KV cache runs on one other device only (a stand-in for the cuda backend on a
+// machine without a GPU; the meta device plays the GPU): its caches are float caches on the CPU named
+// "test-other-device".
+class OtherDeviceKVBackend : public DecliningBackend {
+ public:
+  std::string name() const override { return "test-other-device-kv"; }
+  ptq::Support supports_device(const torch::Device& device) const override {
+    return device.is_meta() ? ptq::Support::yes() : ptq::Support::no("meta devices only");
+  }
+  ptq::Support supports_kv(const ptq::KVQuantParams&) const override { return ptq::Support::yes(); }
+  std::shared_ptr<ptq::KVCacheFormat> make_kv_cache_format(const ptq::KVQuantParams& params) const override {
+    struct Cache : ptq::FloatKVCache {
+      using FloatKVCache::FloatKVCache;
+      std::string name() const override { return "test-other-device"; }
+    };
+    struct Format : ptq::Int8KVCacheFormat {
+      using Int8KVCacheFormat::Int8KVCacheFormat;
+      std::unique_ptr<ptq::KVCache> create(const ptq::KVCacheShape& shape) const override {
+        ptq::KVCacheShape on_cpu = shape;
+        on_cpu.device = torch::kCPU;
+        return std::make_unique<Cache>(on_cpu);
+      }
+    };
+    return std::make_shared<Format>(params);
+  }
+};
+
+// "auto" picks the KV cache's backend by the device each cache is created on: with backends for
+// different devices built (cpu and cuda on a GPU machine), a CUDA model must not get the CPU backend's
+// choice (which is the reference cache there).
+TEST_F(ReferenceBackendTest, AutoKVCacheFormatChoosesByTheCacheDevice) {
+  ForceReference off(false);
+  for (const std::string& name : ptq::available_backends()) {
+    if (name != "reference") ptq::unregister_backend(name);
+  }
+  struct RestoreBuiltins {
+    ~RestoreBuiltins() {
+      ptq::unregister_backend("test-other-device-kv");
+      ptq::register_builtin_backends();
+    }
+  } restore_builtins;
+  ptq::register_backend(std::make_shared<OtherDeviceKVBackend>());
+  for (const auto& params : {ptq::KVQuantParams::dynamic_per_token(),
+                             ptq::KVQuantParams::static_per_channel(torch::tensor(0.05f), torch::tensor(0.02f))}) {
+    auto format = ptq::make_int8_kv_cache_format("auto", params);
+    ASSERT_NE(dynamic_cast<ptq::Int8KVCacheFormat*>(format.get()), nullptr);  // checkpoints read its params
+    EXPECT_EQ(format->name(), params.to_string());
+    const ptq::KVCacheShape shape{1, 2, 16, 4, torch::kFloat32, torch::kCPU};
+    ptq::KVCacheShape on_other = shape;
+    on_other.device = torch::Device(torch::kMeta);
+    EXPECT_EQ(format->create(on_other)->name(), "test-other-device");
+    EXPECT_EQ(format->create(shape)->name(), params.to_string());  // the reference cache: the backend declined
+    EXPECT_EQ(format->create(on_other)->name(), "test-other-device");  // the choice is per device, not the first
+    {
+      ForceReference on(true);
+      EXPECT_EQ(ptq::make_int8_kv_cache_format("auto", params)->create(on_other)->name(), params.to_string());
+    }
+    EXPECT_EQ(ptq::make_int8_kv_cache_format("test-other-device-kv", params)->create(on_other)->name(), "test-other-device");
+  }
 }
 
 // ---- int8 KV cache ---------------------------------------------------------------------------------
