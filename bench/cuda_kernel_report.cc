@@ -17,7 +17,6 @@
 #include <iostream>
 #include <vector>
 
-#include "bench/cuda_graph_timer.h"
 #include "bench/cuda_report_setup.h"
 #include "framework/backend.h"
 #include "framework/quantized_weight.h"
@@ -39,23 +38,15 @@ int main(int argc, char** argv) {
   std::string json_path;
   std::vector<int64_t> rows = {1, 16, 2048, 4096};
   ptq::bench::GraphTiming o;
-  bool no_graph = false;
   app.add_option("--json", json_path, "Write the rows as JSON to this file");
   app.add_option("--rows", rows, "Values of M");
-  app.add_option("--reps", o.reps, "Calls per timed replay");
-  app.add_option("--trials", o.trials, "Timed replays (the median counts)");
-  app.add_flag("--no-graph", no_graph, "Time a plain loop instead of a CUDA graph replay");
+  ptq::bench::add_timing_options(app, o);
   CLI11_PARSE(app, argc, argv);
-  o.graph = !no_graph;
   try {
     const auto setup = ptq::bench::cuda_report_setup();
     if (!setup) return 1;
-    const auto& cuda = setup->cuda;
-    const cudaDeviceProp& prop = setup->prop;
-    const int64_t l2 = setup->l2;
     torch::NoGradGuard no_grad;
-    torch::manual_seed(0);
-    const torch::Device dev(torch::kCUDA, 0);
+    const auto& [cuda, dev, prop, l2] = *setup;
     const std::vector<Case> cases = {
         {"w4a16-g128-asym", 4, 128, false, ptq::ActQuant::kNone},
         {"w4a16-g128-sym", 4, 128, true, ptq::ActQuant::kNone},

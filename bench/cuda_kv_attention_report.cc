@@ -31,7 +31,6 @@
 #include <memory>
 #include <vector>
 
-#include "bench/cuda_graph_timer.h"
 #include "bench/cuda_report_setup.h"
 #include "framework/backend.h"
 #include "framework/kv_quant.h"
@@ -61,27 +60,20 @@ int main(int argc, char** argv) {
   std::vector<int64_t> kv_heads = {32, 8};
   int64_t heads = 32, head_dim = 128;
   ptq::bench::GraphTiming o;
-  bool no_graph = false, no_reference = false;
+  bool no_reference = false;
   app.add_option("--json", json_path, "Write the rows as JSON to this file");
   app.add_option("--positions", positions, "Cached positions S");
   app.add_option("--kv-heads", kv_heads, "KV heads (each divides --heads)");
   app.add_option("--heads", heads, "Query heads");
   app.add_option("--head-dim", head_dim, "Head dimension");
-  app.add_option("--reps", o.reps, "Calls per timed replay");
-  app.add_option("--trials", o.trials, "Timed replays (the median counts)");
-  app.add_flag("--no-graph", no_graph, "Time a plain loop instead of a CUDA graph replay");
+  ptq::bench::add_timing_options(app, o);
   app.add_flag("--no-reference", no_reference, "Skip the reference int8 cache (slow at 16K)");
   CLI11_PARSE(app, argc, argv);
-  o.graph = !no_graph;
   try {
     const auto setup = ptq::bench::cuda_report_setup();
     if (!setup) return 1;
-    const auto& cuda = setup->cuda;
-    const cudaDeviceProp& prop = setup->prop;
-    const int64_t l2 = setup->l2;
     torch::NoGradGuard no_grad;
-    torch::manual_seed(0);
-    const torch::Device dev(torch::kCUDA, 0);
+    const auto& [cuda, dev, prop, l2] = *setup;
     const int64_t D = head_dim, H = heads;
     const double scale = 1.0 / std::sqrt(static_cast<double>(D));
     std::cout << fmt::format("device: {} ({} SMs, L2 {} MiB), torch {}; batch 1, {} query heads, head_dim {}, one "
