@@ -121,15 +121,12 @@ __global__ void __launch_bounds__(kRowWarps * 32)
   constexpr int kStage = splitk_stage_bytes<GPQ>();
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int r = lane / 4, cq = lane % 4;
-  const int n_quads = (K + 63) / 64;
-  const int n_row_tiles = (N + 15) / 16;
-  const int n_pad = n_row_tiles * 16;
-  const int n_groups = group_size > 0 ? (K + group_size - 1) / group_size : 1;
+  const TileGeometry geo(N, K, group_size);
   const int split = blockIdx.y;  // == rank in the cluster (the cluster spans gridDim.y)
   const int qa = split * qps;
-  const int nq = max(0, min(n_quads, qa + qps) - qa);
+  const int nq = max(0, min(geo.n_quads, qa + qps) - qa);
   const int rt = blockIdx.x * kRowWarps + warp;
-  const int kq = rt < n_row_tiles ? nq : 0;  // this warp's quads
+  const int kq = rt < geo.n_row_tiles ? nq : 0;  // this warp's quads
 
   float* red = reinterpret_cast<float*>(smem);
   unsigned char* ring = smem + splitk_red_bytes<NT>() + warp * S * kStage;
@@ -151,7 +148,7 @@ __global__ void __launch_bounds__(kRowWarps * 32)
     cp_async_commit();
   }
 
-  const uint4* wsrc = wq + (static_cast<size_t>(rt) * n_quads + qa) * 32 + lane;
+  const uint4* wsrc = wq + (static_cast<size_t>(rt) * geo.n_quads + qa) * 32 + lane;
   auto issue = [&](int i) {  // quad i of this warp into slot i % S; always one commit (maybe empty)
     if (i < kq) {
       unsigned char* st = ring + (i % S) * kStage;
@@ -159,12 +156,12 @@ __global__ void __launch_bounds__(kRowWarps * 32)
       const int q = qa + i;
       if (lane < 4 * GPQ) {
         const int gq = lane / 4, part = lane % 4;
-        const int g = min(group_of(q * 64 + gq * (64 / GPQ), group_size), n_groups - 1);
-        cp_async16(st + 512 + gq * 64 + part * 16, scales + static_cast<size_t>(g) * n_pad + rt * 16 + part * 4);
+        const int g = min(group_of(q * 64 + gq * (64 / GPQ), group_size), geo.n_groups - 1);
+        cp_async16(st + 512 + gq * 64 + part * 16, scales + static_cast<size_t>(g) * geo.n_pad + rt * 16 + part * 4);
       } else if (lane >= 16 && lane < 16 + GPQ) {
         const int gq = lane - 16;
-        const int g = min(group_of(q * 64 + gq * (64 / GPQ), group_size), n_groups - 1);
-        cp_async16(st + 512 + GPQ * 64 + gq * 16, zeros + static_cast<size_t>(g) * n_pad + rt * 16);
+        const int g = min(group_of(q * 64 + gq * (64 / GPQ), group_size), geo.n_groups - 1);
+        cp_async16(st + 512 + GPQ * 64 + gq * 16, zeros + static_cast<size_t>(g) * geo.n_pad + rt * 16);
       }
     }
     cp_async_commit();

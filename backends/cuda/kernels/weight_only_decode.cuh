@@ -31,6 +31,20 @@
 namespace ptq::cuda {
 namespace {
 
+// The geometry of the row-tile layout of an N x K weight: 16-row tiles by 64-column quads, the last of each
+// maybe partial; scales and zero points are [n_groups][n_pad] (rows padded to whole tiles).
+struct TileGeometry {
+  int n_quads;      // 64-column quads along K
+  int n_row_tiles;  // 16-row tiles along N
+  int n_pad;        // n_row_tiles * 16: the row stride of scales and zero points
+  int n_groups;     // groups along K (1 for per-channel, group_size 0)
+  __host__ __device__ TileGeometry(int N, int K, int group_size)
+      : n_quads((K + 63) / 64),
+        n_row_tiles((N + 15) / 16),
+        n_pad(n_row_tiles * 16),
+        n_groups(group_size > 0 ? (K + group_size - 1) / group_size : 1) {}
+};
+
 // GPQ: groups per 64-column quad (1 when the group size is a multiple of 64 or per-channel, 2 for
 // multiples of 32, 4 for multiples of 16), so scales are loaded once per group, not per k-tile.
 // One step of a warp: U quads' weights, activations, scales and zero points, held in registers.
@@ -49,19 +63,18 @@ template <class Codes, typename T, int NT, int RT, int U, int GPQ>
 __device__ __forceinline__ void decode_load(DecodeStep<Codes, NT, RT, U, GPQ>& st, int q0, const T* __restrict__ x,
                                             const uint4* __restrict__ wq, const float* __restrict__ scales,
                                             const int8_t* __restrict__ zeros, int M, int K, int group_size,
-                                            int n_quads, int n_row_tiles, int n_pad, int n_groups, int rt0,
-                                            int lane) {
+                                            const TileGeometry& geo, int rt0, int lane) {
   const int r = lane / 4, cq = lane % 4;
 #pragma unroll
   for (int u = 0; u < U; ++u) {
     const int q = q0 + u * kWarps;
-    const bool q_ok = q < n_quads;
-    const int qc = q_ok ? q : n_quads - 1;
+    const bool q_ok = q < geo.n_quads;
+    const int qc = q_ok ? q : geo.n_quads - 1;
 #pragma unroll
     for (int t = 0; t < RT; ++t) {
-      const int rt = min(rt0 + t, n_row_tiles - 1);
-      const bool w_ok = q_ok && rt0 + t < n_row_tiles;
-      const uint4* src = wq + (static_cast<size_t>(rt) * n_quads + qc) * Codes::kVecs * 32 + lane;
+      const int rt = min(rt0 + t, geo.n_row_tiles - 1);
+      const bool w_ok = q_ok && rt0 + t < geo.n_row_tiles;
+      const uint4* src = wq + (static_cast<size_t>(rt) * geo.n_quads + qc) * Codes::kVecs * 32 + lane;
 #pragma unroll
       for (int v = 0; v < Codes::kVecs; ++v) {
         // Streaming load: each weight byte is used once; keep L1/L2 for the activations.
@@ -69,8 +82,8 @@ __device__ __forceinline__ void decode_load(DecodeStep<Codes, NT, RT, U, GPQ>& s
       }
 #pragma unroll
       for (int gq = 0; gq < GPQ; ++gq) {
-        const int g = min(group_of(qc * 64 + gq * (64 / GPQ), group_size), n_groups - 1);
-        const size_t gi = static_cast<size_t>(g) * n_pad + rt * 16 + r;
+        const int g = min(group_of(qc * 64 + gq * (64 / GPQ), group_size), geo.n_groups - 1);
+        const size_t gi = static_cast<size_t>(g) * geo.n_pad + rt * 16 + r;
         st.s[u][t][gq][0] = __ldg(scales + gi);
         st.s[u][t][gq][1] = __ldg(scales + gi + 8);
         st.z[u][t][gq][0] = Codes::template zero_pair<T>(__ldg(zeros + gi));
@@ -132,10 +145,7 @@ __global__ void __launch_bounds__(kWarps * 32, PIPE ? 2 : 1)
                               const int8_t* __restrict__ zeros, const float* __restrict__ bias, T* __restrict__ y,
                               int M, int N, int K, int group_size) {
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  const int n_quads = (K + 63) / 64;
-  const int n_row_tiles = (N + 15) / 16;
-  const int n_pad = n_row_tiles * 16;
-  const int n_groups = group_size > 0 ? (K + group_size - 1) / group_size : 1;
+  const TileGeometry geo(N, K, group_size);
   const int rt0 = blockIdx.x * RT;
   constexpr int kStep = kWarps * U;
 
@@ -149,25 +159,23 @@ __global__ void __launch_bounds__(kWarps * 32, PIPE ? 2 : 1)
 
   using Step = DecodeStep<Codes, NT, RT, U, GPQ>;
   if constexpr (!PIPE) {
-    for (int q0 = warp; q0 < n_quads; q0 += kStep) {
+    for (int q0 = warp; q0 < geo.n_quads; q0 += kStep) {
       Step st;
-      decode_load(st, q0, x, wq, scales, zeros, M, K, group_size, n_quads, n_row_tiles, n_pad, n_groups, rt0, lane);
+      decode_load(st, q0, x, wq, scales, zeros, M, K, group_size, geo, rt0, lane);
       decode_compute<Codes, T>(acc, st);
     }
   } else {
     // Two register buffers used in turn (the loop body is unrolled twice by hand): a copy `cur = nxt`
     // would wait for nxt's loads to land and serialize the steps again.
     Step sa, sb;
-    decode_load(sa, warp, x, wq, scales, zeros, M, K, group_size, n_quads, n_row_tiles, n_pad, n_groups, rt0, lane);
+    decode_load(sa, warp, x, wq, scales, zeros, M, K, group_size, geo, rt0, lane);
     // The last step's prefetch is past K: its quads are out of range (zero weights, no x reads), only
     // clamped scale / zero-point loads, which hit L2.
-    for (int q0 = warp; q0 < n_quads; q0 += 2 * kStep) {
-      decode_load(sb, q0 + kStep, x, wq, scales, zeros, M, K, group_size, n_quads, n_row_tiles, n_pad, n_groups, rt0,
-                  lane);
+    for (int q0 = warp; q0 < geo.n_quads; q0 += 2 * kStep) {
+      decode_load(sb, q0 + kStep, x, wq, scales, zeros, M, K, group_size, geo, rt0, lane);
       decode_compute<Codes, T>(acc, sa);
-      if (q0 + kStep >= n_quads) break;
-      decode_load(sa, q0 + 2 * kStep, x, wq, scales, zeros, M, K, group_size, n_quads, n_row_tiles, n_pad, n_groups,
-                  rt0, lane);
+      if (q0 + kStep >= geo.n_quads) break;
+      decode_load(sa, q0 + 2 * kStep, x, wq, scales, zeros, M, K, group_size, geo, rt0, lane);
       decode_compute<Codes, T>(acc, sb);
     }
   }
@@ -273,22 +281,19 @@ __global__ void __launch_bounds__(kWarps * 32)
   __shared__ float tile[kWarps][16][65];  // +1 column: no bank conflicts on the transposed writes
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int r = lane / 4, cq = lane % 4;
-  const int n_quads = (K + 63) / 64;
-  const int n_row_tiles = (N + 15) / 16;
-  const int n_pad = n_row_tiles * 16;
-  const int n_groups = group_size > 0 ? (K + group_size - 1) / group_size : 1;
-  const size_t n_tiles = static_cast<size_t>(n_row_tiles) * n_quads;
+  const TileGeometry geo(N, K, group_size);
+  const size_t n_tiles = static_cast<size_t>(geo.n_row_tiles) * geo.n_quads;
   for (size_t tix = static_cast<size_t>(blockIdx.x) * kWarps + warp; tix < n_tiles;
        tix += static_cast<size_t>(gridDim.x) * kWarps) {
-    const int q = tix % n_quads, rt = tix / n_quads;
+    const int q = tix % geo.n_quads, rt = tix / geo.n_quads;
     uint4 words[Codes::kVecs];
 #pragma unroll
     for (int v = 0; v < Codes::kVecs; ++v) words[v] = wq[(tix * Codes::kVecs + v) * 32 + lane];
 #pragma unroll
     for (int j = 0; j < 4; ++j) {
       // A k-tile lies inside one group (group sizes are multiples of 16).
-      const int g = min(group_of(q * 64 + j * 16, group_size), n_groups - 1);
-      const size_t gi = static_cast<size_t>(g) * n_pad + rt * 16 + r;
+      const int g = min(group_of(q * 64 + j * 16, group_size), geo.n_groups - 1);
+      const size_t gi = static_cast<size_t>(g) * geo.n_pad + rt * 16 + r;
       uint32_t a[4];
       Codes::template fragment<__half>(words, j, Codes::template zero_pair<__half>(zeros[gi]),
                                        Codes::template zero_pair<__half>(zeros[gi + 8]), a);
