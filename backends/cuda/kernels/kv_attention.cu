@@ -83,6 +83,18 @@ __device__ __forceinline__ float code_to_float(uint32_t biased, int i) {
   return __uint_as_float(bits) - 8388736.f;  // 2^23 + 128
 }
 
+// Calls use(c, code) for c = 0 .. CH - 1, with the c-th of the CH codes held in CH / 4 words (load_codes)
+// as an exact float: the one walk over a lane's codes of the score and the value phases.
+template <int CH, class Use>
+__device__ __forceinline__ void for_each_code(const uint32_t (&w)[CH / 4], Use&& use) {
+#pragma unroll
+  for (int i = 0; i < CH / 4; ++i) {
+    const uint32_t biased = w[i] ^ 0x80808080u;
+#pragma unroll
+    for (int e = 0; e < 4; ++e) use(4 * i + e, code_to_float(biased, e));
+  }
+}
+
 // CH int8 codes (CH / 4 words) from global memory, read-only path.
 template <int CH>
 __device__ __forceinline__ void load_codes(const int8_t* p, uint32_t (&w)[CH / 4]) {
@@ -192,16 +204,10 @@ __global__ void __launch_bounds__(kThreads, 2)
     float acc[R];
 #pragma unroll
     for (int r = 0; r < R; ++r) acc[r] = 0.f;
+    for_each_code<CH>(kw[u], [&](int c, float f) {
 #pragma unroll
-    for (int i = 0; i < CH / 4; ++i) {
-      const uint32_t biased = kw[u][i] ^ 0x80808080u;
-#pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        const float f = code_to_float(biased, e);
-#pragma unroll
-        for (int r = 0; r < R; ++r) acc[r] = fmaf(q[r][4 * i + e], f, acc[r]);
-      }
-    }
+      for (int r = 0; r < R; ++r) acc[r] = fmaf(q[r][c], f, acc[r]);
+    });
 #pragma unroll
     for (int off = LP / 2; off > 0; off /= 2) {
 #pragma unroll
@@ -251,16 +257,10 @@ __global__ void __launch_bounds__(kThreads, 2)
     float p[R];
 #pragma unroll
     for (int r = 0; r < R; ++r) p[r] = sl < len ? scores[r][sl] : 0.f;
+    for_each_code<CH>(vw[u], [&](int c, float f) {
 #pragma unroll
-    for (int i = 0; i < CH / 4; ++i) {
-      const uint32_t biased = vw[u][i] ^ 0x80808080u;
-#pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        const float f = code_to_float(biased, e);
-#pragma unroll
-        for (int r = 0; r < R; ++r) acc[r][4 * i + e] = fmaf(p[r], f, acc[r][4 * i + e]);
-      }
-    }
+      for (int r = 0; r < R; ++r) acc[r][c] = fmaf(p[r], f, acc[r][c]);
+    });
   }
   // Sum the position groups of a warp (lanes that differ above the LP bits), then the warps.
 #pragma unroll
