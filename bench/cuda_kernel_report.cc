@@ -13,11 +13,11 @@
 #include <torch/torch.h>
 
 #include <algorithm>
-#include <fstream>
 #include <iostream>
 #include <vector>
 
 #include "bench/cuda_report_setup.h"
+#include "bench/report_util.h"
 #include "framework/backend.h"
 #include "framework/quantized_weight.h"
 
@@ -96,10 +96,7 @@ int main(int argc, char** argv) {
         out.push_back(row);
       }
     }
-    if (!json_path.empty()) {
-      std::ofstream(json_path) << out.dump(2) << "\n";
-      std::cout << "\nwrote " << json_path << "\n";
-    }
+    ptq::bench::write_json_rows(json_path, out);
   } catch (const std::exception& e) {
     std::cerr << "cuda_kernel_report: " << e.what() << "\n";
     return 1;

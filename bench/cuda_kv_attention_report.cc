@@ -26,12 +26,12 @@
 
 #include <algorithm>
 #include <cmath>
-#include <fstream>
 #include <iostream>
 #include <memory>
 #include <vector>
 
 #include "bench/cuda_report_setup.h"
+#include "bench/report_util.h"
 #include "framework/backend.h"
 #include "framework/kv_quant.h"
 #include "framework/tolerances.h"
@@ -143,10 +143,7 @@ int main(int argc, char** argv) {
                        {"speedup_dynamic_vs_best_fp16", best / t_dyn}, {"speedup_static_vs_best_fp16", best / t_stat}, {"int8_dynamic_gbs", gbs}, {"nmse_vs_fp16", err}});
       }
     }
-    if (!json_path.empty()) {
-      std::ofstream(json_path) << out.dump(2) << "\n";
-      std::cout << "\nwrote " << json_path << "\n";
-    }
+    ptq::bench::write_json_rows(json_path, out);
   } catch (const std::exception& e) {
     std::cerr << "cuda_kv_attention_report: " << e.what() << "\n";
     return 1;
