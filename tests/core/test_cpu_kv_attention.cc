@@ -10,18 +10,15 @@
 #include <algorithm>
 #include <cmath>
 #include <iostream>
-#include <random>
 #include <string>
 #include <vector>
 
-#include "framework/attention.h"
 #include "framework/backend.h"
 #include "framework/kv_checkpoint.h"
 #include "framework/kv_quant.h"
 #include "framework/tolerances.h"
+#include "kv_attention_test_util.h"
 #include "model_fixtures.h"
-#include "network_helpers/eval/generation.h"
-#include "network_helpers/eval/perplexity.h"
 
 namespace {
 
@@ -37,25 +34,12 @@ constexpr double kAttentionNmse = 1e-9;
 // bf16 inputs and output: the kernel and the reference both compute in fp32 and round the result once to
 // bf16, so they differ by at most one bf16 rounding of nearly equal fp32 values.
 constexpr double kAttentionBf16Rel = ptq::tol::kBf16Rel;
-// A whole model: logits through two layers of attention + MLP; perplexity relative.
-constexpr double kModelLogitsRel = 1e-5;
-constexpr double kModelPerplexityRel = 1e-6;
+// A whole model: ptq::testing::kKVModelLogitsRel and kKVModelPerplexityRel (kv_attention_test_util.h).
 
 // Largest differences seen (fp32), printed by the shape test: how far inside the tolerances the kernel is.
-double worst_rel = 0, worst_nmse = 0;
+ptq::testing::WorstAttentionDiff worst;
 
-struct Case {
-  int64_t B, H, Hkv, D, S, T;
-};
-
-ptq::KVQuantParams params_for(bool dynamic, int64_t Hkv, int64_t D, const torch::Tensor& k, const torch::Tensor& v) {
-  if (dynamic) return ptq::KVQuantParams::dynamic_per_token();
-  // Calibrated on all but the last token, so a few late values clip (clamping is part of what is stored).
-  auto past_k = k.narrow(2, 0, std::max<int64_t>(1, k.size(2) - 1));
-  auto past_v = v.narrow(2, 0, std::max<int64_t>(1, v.size(2) - 1));
-  return ptq::KVQuantParams::static_per_channel(ptq::kv_scale_from_absmax(past_k.abs().amax({0, 2})),
-                                                ptq::kv_scale_from_absmax(past_v.abs().amax({0, 2})));
-}
+using ptq::testing::KVCase;
 
 class CpuKVAttentionTest : public ::testing::Test {
  protected:
@@ -71,41 +55,25 @@ class CpuKVAttentionTest : public ::testing::Test {
 
 // Fills a reference and a CPU cache with the same keys/values (S - T old positions in uneven chunks, then T
 // new ones), checks they store the same codes, and compares attend() for the T new queries.
-void compare(const Case& c, bool dynamic, torch::ScalarType dtype, const ptq::Backend& cpu, int64_t padding) {
-  SCOPED_TRACE(::testing::Message() << (dynamic ? "dynamic" : "static") << " B " << c.B << " H " << c.H << " Hkv "
-                                    << c.Hkv << " D " << c.D << " S " << c.S << " T " << c.T << " padding " << padding
-                                    << " " << c10::toString(dtype));
-  // Channels of different magnitude, as real keys have.
-  auto k = (torch::randn({c.B, c.Hkv, c.S, c.D}) * torch::exp(torch::randn({1, c.Hkv, 1, c.D}))).to(dtype);
-  auto v = torch::randn({c.B, c.Hkv, c.S, c.D}).to(dtype);
-  auto q = torch::randn({c.B, c.H, c.T, c.D}).to(dtype);
-  const ptq::KVQuantParams params = params_for(dynamic, c.Hkv, c.D, k, v);
+void compare(const KVCase& c, bool dynamic, torch::ScalarType dtype, const ptq::Backend& cpu, int64_t padding) {
+  SCOPED_TRACE(ptq::testing::kv_case_trace(c, dynamic, dtype, padding));
+  const auto [k, v, q] = ptq::testing::random_kv_inputs(c, dtype, torch::kCPU);
+  const ptq::KVQuantParams params = ptq::testing::kv_params_for(dynamic, k, v);
   ptq::Int8KVCacheFormat reference_format(params);
   auto cpu_format = cpu.make_kv_cache_format(params);
   const ptq::KVCacheShape shape{c.B, c.Hkv, c.D, /*capacity=*/3, dtype, torch::kCPU};
   auto ref = reference_format.create(shape);
   auto got = cpu_format->create(shape);
   ASSERT_NE(got->name().find("-cpu"), std::string::npos) << got->name();
-  int64_t pos = 0;
-  for (int64_t chunk : {4, 1, 20, 1, 1000}) {  // grows the storage several times
-    const int64_t t = std::min(chunk, c.S - c.T - pos);
-    if (t <= 0) break;
-    ref->append(k.narrow(2, pos, t), v.narrow(2, pos, t));
-    got->append(k.narrow(2, pos, t), v.narrow(2, pos, t));
-    pos += t;
-  }
-  ref->append(k.narrow(2, pos, c.T), v.narrow(2, pos, c.T));
-  got->append(k.narrow(2, pos, c.T), v.narrow(2, pos, c.T));
+  ptq::testing::fill_kv_caches({ref.get(), got.get()}, k, v, c.T);
   ASSERT_EQ(got->length(), c.S);
   // Same codes and scales: the dequantized entries are equal bit for bit (tol::kIntegerExact).
   EXPECT_TRUE(torch::equal(ref->keys(), got->keys()));
   EXPECT_TRUE(torch::equal(ref->values(), got->values()));
   EXPECT_EQ(ref->memory_bytes(), got->memory_bytes());
 
-  auto valid = torch::ones({c.B, c.S}, torch::kBool);
-  if (padding > 0) valid[c.B - 1].narrow(0, 0, std::min(padding, c.S)).fill_(false);  // left padding
-  const auto mask = ptq::causal_attention_mask(valid, c.S - c.T, c.T);
-  const double scale = 1.0 / std::sqrt(static_cast<double>(c.D));
+  const auto mask = ptq::testing::left_padded_causal_mask(c, padding, torch::kCPU);
+  const double scale = ptq::testing::attention_scale(c);
   for (bool masked : {true, false}) {
     if (!masked && c.T > 1) continue;  // no mask is what a single query over the whole cache may pass
     const torch::Tensor m = masked ? mask : torch::Tensor();
@@ -113,16 +81,10 @@ void compare(const Case& c, bool dynamic, torch::ScalarType dtype, const ptq::Ba
     const torch::Tensor out = got->attend(q, m, scale);
     ASSERT_EQ(out.sizes(), expected.sizes());
     ASSERT_EQ(out.scalar_type(), dtype);
-    const double peak = expected.abs().max().item<double>();
-    const double rel = dtype == torch::kFloat32 ? kAttentionRel : kAttentionBf16Rel;
-    EXPECT_TRUE(ptq::tol::all_close(expected, out, rel, rel * peak))
-        << "max |diff| " << (out.to(torch::kFloat64) - expected.to(torch::kFloat64)).abs().max().item<double>()
-        << ", max |ref| " << peak << (masked ? "" : " (no mask)");
     if (dtype == torch::kFloat32) {
-      const double e = ptq::tol::nmse(expected, out);
-      EXPECT_LE(e, kAttentionNmse);
-      worst_nmse = std::max(worst_nmse, e);
-      worst_rel = std::max(worst_rel, (out - expected).abs().max().item<double>() / peak);
+      ptq::testing::expect_fp32_attention_close(expected, out, kAttentionRel, kAttentionNmse, masked, &worst);
+    } else {
+      ptq::testing::expect_attention_close(expected, out, kAttentionBf16Rel, "ref", masked);
     }
   }
 }
@@ -144,8 +106,8 @@ TEST_F(CpuKVAttentionTest, MatchesReferenceInt8CacheOnAwkwardShapes) {
     }
   }
   EXPECT_EQ(cases, 3 * 4 * 5 * 2);
-  std::cout << "  int8 KV attention, cpu vs reference: max |diff| / max |ref| " << worst_rel << " (tolerance "
-            << kAttentionRel << "), max nmse " << worst_nmse << " (tolerance " << kAttentionNmse << ")\n";
+  std::cout << "  int8 KV attention, cpu vs reference: max |diff| / max |ref| " << worst.rel << " (tolerance "
+            << kAttentionRel << "), max nmse " << worst.nmse << " (tolerance " << kAttentionNmse << ")\n";
 }
 
 // Prefill from an empty cache with left padding: the padded queries of the last sequence allow no key at
@@ -195,80 +157,28 @@ TEST_F(CpuKVAttentionTest, FormatLookupAndFallback) {
 
 // ---- a whole model ---------------------------------------------------------------------------------------
 
-// |a - b| / |b| (Frobenius norms), in float64.
-double relative_difference(const torch::Tensor& a, const torch::Tensor& b) {
-  const auto bd = b.to(torch::kFloat64);
-  return (a.to(torch::kFloat64) - bd).norm().item<double>() / bd.norm().item<double>();
-}
-
-class AbsMax : public ptq::KVObserver {
- public:
-  void observe(const torch::Tensor& k, const torch::Tensor& v) override {
-    auto km = k.abs().amax({0, 2}), vm = v.abs().amax({0, 2});
-    k_ = k_.defined() ? torch::maximum(k_, km) : km;
-    v_ = v_.defined() ? torch::maximum(v_, vm) : vm;
-  }
-  torch::Tensor k_, v_;
-};
-
 TEST_F(CpuKVAttentionTest, TinyModelPerplexityAndGreedyTokensMatchReferenceCache) {
   torch::manual_seed(44);
   torch::NoGradGuard no_grad;
   ptq::testing::TinyNet t = ptq::testing::tiny_net();
   auto slots = ptq::collect_kv_cache_slots(*t.net);
   ASSERT_FALSE(slots.empty());
-  // Random ids (speed and equality do not depend on the text); the fixture's vocabulary has 300 entries.
-  std::mt19937 rng(7);
-  std::vector<int64_t> ids(400);
-  for (auto& id : ids) id = static_cast<int64_t>(rng() % 300);
+  const std::vector<int64_t> ids = ptq::testing::random_model_ids();
   // Static scales from one float pass over the first 64 tokens.
-  std::vector<std::shared_ptr<AbsMax>> observers;
-  for (auto& slot : slots) {
-    observers.push_back(std::make_shared<AbsMax>());
-    slot->add_observer(observers.back());
-  }
-  t.net->forward(torch::tensor(std::vector<int64_t>(ids.begin(), ids.begin() + 64)).unsqueeze(0));
-  for (auto& slot : slots) slot->clear_observers();
-
-  const std::vector<std::vector<int64_t>> prompts = {{ids.begin(), ids.begin() + 9}, {ids.begin() + 20, ids.begin() + 40}};
-  auto [input_ids, attention_mask] = ptq::left_pad(prompts, 0);
-  ptq::GenerationOptions gen;
-  gen.max_new_tokens = 24;
-  gen.stop_at_eos = false;
-  ptq::PerplexityOptions ppl;
-  ppl.window = 64;
-  ppl.show_progress = false;
-  const torch::Tensor window = torch::tensor(std::vector<int64_t>(ids.begin(), ids.begin() + 128)).unsqueeze(0);
+  const std::vector<ptq::KVQuantParams> static_params = ptq::testing::calibrate_static_kv_params(*t.net, slots, ids);
 
   for (bool dynamic : {false, true}) {
     SCOPED_TRACE(dynamic ? "dynamic per-token" : "static per-channel");
-    std::vector<ptq::KVQuantParams> params;
-    for (size_t i = 0; i < slots.size(); ++i)
-      params.push_back(dynamic ? ptq::KVQuantParams::dynamic_per_token()
-                               : ptq::KVQuantParams::static_per_channel(ptq::kv_scale_from_absmax(observers[i]->k_),
-                                                                        ptq::kv_scale_from_absmax(observers[i]->v_)));
-    struct Run {
-      torch::Tensor logits;
-      double perplexity;
-      std::vector<std::vector<int64_t>> tokens;
-    };
     auto run = [&](bool use_cpu) {
-      for (size_t i = 0; i < slots.size(); ++i)
-        slots[i]->set_format(use_cpu ? cpu_->make_kv_cache_format(params[i])
-                                     : std::make_shared<ptq::Int8KVCacheFormat>(params[i]));
-      Run r;
-      r.logits = t.net->forward(window);
-      r.perplexity = ptq::evaluate_perplexity(*t.net, ids, ppl).perplexity;
-      r.tokens = ptq::generate_tokens(*t.net, prompts, input_ids, attention_mask, gen, std::nullopt);
-      return r;
+      for (size_t i = 0; i < slots.size(); ++i) {
+        const ptq::KVQuantParams params = dynamic ? ptq::KVQuantParams::dynamic_per_token() : static_params[i];
+        slots[i]->set_format(use_cpu ? cpu_->make_kv_cache_format(params)
+                                     : std::make_shared<ptq::Int8KVCacheFormat>(params));
+      }
+      return ptq::testing::run_kv_model(*t.net, ids);
     };
-    const Run ref = run(false), cpu = run(true);
-    EXPECT_LE(relative_difference(cpu.logits, ref.logits), kModelLogitsRel);
-    EXPECT_NEAR(cpu.perplexity, ref.perplexity, kModelPerplexityRel * ref.perplexity);
-    EXPECT_EQ(cpu.tokens, ref.tokens);
-    std::cout << "  tiny model, " << (dynamic ? "dynamic" : "static") << " int8 KV: perplexity reference "
-              << ref.perplexity << ", cpu " << cpu.perplexity << "; logits rel. diff "
-              << relative_difference(cpu.logits, ref.logits) << "\n";
+    const ptq::testing::KVModelRun ref = run(false), cpu = run(true);
+    ptq::testing::expect_kv_model_match(ref, cpu, "tiny model", "cpu", dynamic);
   }
   for (auto& slot : slots) slot->set_format(std::make_shared<ptq::FloatKVCacheFormat>());
 }

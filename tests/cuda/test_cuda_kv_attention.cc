@@ -12,22 +12,18 @@
 #include <torch/torch.h>
 
 #include <algorithm>
-#include <cmath>
 #include <iostream>
-#include <random>
 #include <string>
 #include <vector>
 
 #include "framework/algorithm.h"
-#include "framework/attention.h"
 #include "framework/backend.h"
 #include "framework/kv_checkpoint.h"
 #include "framework/kv_quant.h"
 #include "framework/ptq_config.h"
 #include "framework/tolerances.h"
+#include "kv_attention_test_util.h"
 #include "model_fixtures.h"
-#include "network_helpers/eval/generation.h"
-#include "network_helpers/eval/perplexity.h"
 #include "network_helpers/llama/llama_loader.h"
 #include "network_helpers/llama/llama_network_helper.h"
 
@@ -52,24 +48,11 @@ constexpr double kFp32AttentionNmse = 1e-9;
 // checks passed). A CPU simulation of these roundings (32/8 heads, D 128, S 300 and 2049) gave, bf16:
 // nmse 1.0e-4 against the bf16 reference and 2.8e-6 against fp32; fp16: 1.1e-6 and 4.6e-8.
 constexpr double kHalfVsFp32Nmse = 1e-5;
-// A whole model: logits through two layers; perplexity relative.
-constexpr double kModelLogitsRel = 1e-5;
-constexpr double kModelPerplexityRel = 1e-6;
+// A whole model: ptq::testing::kKVModelLogitsRel and kKVModelPerplexityRel (kv_attention_test_util.h).
 
-double worst_rel = 0, worst_nmse = 0;  // fp32 cases, printed: how far inside the tolerances the kernel is
+ptq::testing::WorstAttentionDiff worst;  // fp32 cases, printed: how far inside the tolerances the kernel is
 
-struct Case {
-  int64_t B, H, Hkv, D, S, T;
-};
-
-ptq::KVQuantParams params_for(bool dynamic, const torch::Tensor& k, const torch::Tensor& v) {
-  if (dynamic) return ptq::KVQuantParams::dynamic_per_token();
-  // Calibrated on all but the last token, so a few late values clip (clamping is part of what is stored).
-  auto past_k = k.narrow(2, 0, std::max<int64_t>(1, k.size(2) - 1));
-  auto past_v = v.narrow(2, 0, std::max<int64_t>(1, v.size(2) - 1));
-  return ptq::KVQuantParams::static_per_channel(ptq::kv_scale_from_absmax(past_k.abs().amax({0, 2})),
-                                                ptq::kv_scale_from_absmax(past_v.abs().amax({0, 2})));
-}
+using ptq::testing::KVCase;
 
 class CudaKVAttentionTest : public ::testing::Test {
  protected:
@@ -85,30 +68,11 @@ class CudaKVAttentionTest : public ::testing::Test {
   std::shared_ptr<ptq::Backend> cuda_;
 };
 
-// Appends the same keys/values to every cache: S - T old positions in uneven chunks (growing the storage
-// several times), then the T new ones.
-void fill(const std::vector<ptq::KVCache*>& caches, const torch::Tensor& k, const torch::Tensor& v, int64_t T) {
-  const int64_t S = k.size(2);
-  int64_t pos = 0;
-  const std::vector<int64_t> chunks = {4, 1, 20, 1, 1000};
-  for (size_t i = 0; pos < S - T; ++i) {
-    const int64_t t = std::min(chunks[i % chunks.size()], S - T - pos);
-    for (auto* c : caches) c->append(k.narrow(2, pos, t), v.narrow(2, pos, t));
-    pos += t;
-  }
-  for (auto* c : caches) c->append(k.narrow(2, pos, T), v.narrow(2, pos, T));
-}
-
-void compare(const Case& c, bool dynamic, torch::ScalarType dtype, const ptq::Backend& cuda, int64_t padding) {
-  SCOPED_TRACE(::testing::Message() << (dynamic ? "dynamic" : "static") << " B " << c.B << " H " << c.H << " Hkv "
-                                    << c.Hkv << " D " << c.D << " S " << c.S << " T " << c.T << " padding " << padding
-                                    << " " << c10::toString(dtype));
+void compare(const KVCase& c, bool dynamic, torch::ScalarType dtype, const ptq::Backend& cuda, int64_t padding) {
+  SCOPED_TRACE(ptq::testing::kv_case_trace(c, dynamic, dtype, padding));
   const torch::Device dev(torch::kCUDA, 0);
-  // Channels of different magnitude, as real keys have.
-  auto k = (torch::randn({c.B, c.Hkv, c.S, c.D}, dev) * torch::exp(torch::randn({1, c.Hkv, 1, c.D}, dev))).to(dtype);
-  auto v = torch::randn({c.B, c.Hkv, c.S, c.D}, dev).to(dtype);
-  auto q = torch::randn({c.B, c.H, c.T, c.D}, dev).to(dtype);
-  const ptq::KVQuantParams params = params_for(dynamic, k, v);
+  const auto [k, v, q] = ptq::testing::random_kv_inputs(c, dtype, dev);
+  const ptq::KVQuantParams params = ptq::testing::kv_params_for(dynamic, k, v);
   ptq::Int8KVCacheFormat reference_format(params);
   const ptq::KVCacheShape shape{c.B, c.Hkv, c.D, /*capacity=*/3, dtype, dev};
   ptq::KVCacheShape shape32 = shape;
@@ -117,7 +81,7 @@ void compare(const Case& c, bool dynamic, torch::ScalarType dtype, const ptq::Ba
   auto ref32 = reference_format.create(shape32);  // same codes (quantize_kv works in fp32), fp32 keys/values
   auto got = cuda.make_kv_cache_format(params)->create(shape);
   ASSERT_NE(got->name().find("-cuda"), std::string::npos) << got->name();
-  fill({ref.get(), ref32.get(), got.get()}, k, v, c.T);
+  ptq::testing::fill_kv_caches({ref.get(), ref32.get(), got.get()}, k, v, c.T);
   ASSERT_EQ(got->length(), c.S);
   // Same storage byte for byte (tol::kIntegerExact): the CUDA cache is an Int8KVCache with a kernel added.
   const auto* r8 = dynamic_cast<const ptq::Int8KVCache*>(ref.get());
@@ -129,10 +93,8 @@ void compare(const Case& c, bool dynamic, torch::ScalarType dtype, const ptq::Ba
   EXPECT_TRUE(torch::equal(r8->value_scales(), g8->value_scales()));
   EXPECT_EQ(ref->memory_bytes(), got->memory_bytes());
 
-  auto valid = torch::ones({c.B, c.S}, torch::TensorOptions().dtype(torch::kBool).device(dev));
-  if (padding > 0) valid[c.B - 1].narrow(0, 0, std::min(padding, c.S)).fill_(false);  // left padding
-  const auto mask = ptq::causal_attention_mask(valid, c.S - c.T, c.T);
-  const double scale = 1.0 / std::sqrt(static_cast<double>(c.D));
+  const auto mask = ptq::testing::left_padded_causal_mask(c, padding, dev);
+  const double scale = ptq::testing::attention_scale(c);
   for (bool masked : {true, false}) {
     const torch::Tensor m = masked ? mask : torch::Tensor();
     const torch::Tensor expected = ref->attend(q, m, scale);
@@ -140,26 +102,16 @@ void compare(const Case& c, bool dynamic, torch::ScalarType dtype, const ptq::Ba
     ASSERT_EQ(out.sizes(), expected.sizes());
     ASSERT_EQ(out.scalar_type(), dtype);
     ASSERT_TRUE(out.isfinite().all().item<bool>()) << (masked ? "" : "(no mask)");
-    const double peak = expected.abs().max().item<double>();
-    const double max_diff = (out.to(torch::kFloat64) - expected.to(torch::kFloat64)).abs().max().item<double>();
     if (dtype == torch::kFloat32) {
-      EXPECT_TRUE(ptq::tol::all_close(expected, out, kFp32AttentionRel, kFp32AttentionRel * peak))
-          << "max |diff| " << max_diff << ", max |ref| " << peak << (masked ? "" : " (no mask)");
-      const double e = ptq::tol::nmse(expected, out);
-      EXPECT_LE(e, kFp32AttentionNmse) << (masked ? "" : "(no mask)");
-      worst_nmse = std::max(worst_nmse, e);
-      worst_rel = std::max(worst_rel, max_diff / peak);
+      ptq::testing::expect_fp32_attention_close(expected, out, kFp32AttentionRel, kFp32AttentionNmse, masked, &worst);
     } else if (!torch::equal(out, expected)) {  // equal: the dequantizing path (prefill), or S = 1
-      const double rel = ptq::tol::rel_tolerance(dtype);
       const torch::Tensor exact = ref32->attend(q.to(torch::kFloat32), m, scale);
-      const double exact_peak = exact.abs().max().item<double>();
-      EXPECT_TRUE(ptq::tol::all_close(exact, out, rel, rel * exact_peak))
-          << "max |diff| " << (out.to(torch::kFloat64) - exact.to(torch::kFloat64)).abs().max().item<double>()
-          << ", max |fp32 ref| " << exact_peak << (masked ? "" : " (no mask)");
+      ptq::testing::expect_attention_close(exact, out, ptq::tol::rel_tolerance(dtype), "fp32 ref", masked);
       EXPECT_LE(ptq::tol::nmse(exact, out), kHalfVsFp32Nmse) << (masked ? "" : "(no mask)");
       EXPECT_LE(ptq::tol::nmse(expected, out), ptq::tol::kKernelNmse)
-          << "max |diff| to the same-dtype reference " << max_diff << ", max |ref| " << peak
-          << (masked ? "" : " (no mask)");
+          << "max |diff| to the same-dtype reference "
+          << (out.to(torch::kFloat64) - expected.to(torch::kFloat64)).abs().max().item<double>() << ", max |ref| "
+          << expected.abs().max().item<double>() << (masked ? "" : " (no mask)");
     }
   }
 }
@@ -197,8 +149,8 @@ TEST_F(CudaKVAttentionTest, Fp32AndBf16Queries) {
       }
     }
   }
-  std::cout << "  int8 KV attention, cuda vs reference (fp32): max |diff| / max |ref| " << worst_rel
-            << " (tolerance " << kFp32AttentionRel << "), max nmse " << worst_nmse << " (tolerance "
+  std::cout << "  int8 KV attention, cuda vs reference (fp32): max |diff| / max |ref| " << worst.rel
+            << " (tolerance " << kFp32AttentionRel << "), max nmse " << worst.nmse << " (tolerance "
             << kFp32AttentionNmse << ")\n";
 }
 
@@ -237,21 +189,6 @@ TEST_F(CudaKVAttentionTest, FormatLookupAndFallback) {
 
 // ---- a whole model, converted by PTQ -----------------------------------------------------------------
 
-class AbsMax : public ptq::KVObserver {
- public:
-  void observe(const torch::Tensor& k, const torch::Tensor& v) override {
-    auto km = k.abs().amax({0, 2}), vm = v.abs().amax({0, 2});
-    k_ = k_.defined() ? torch::maximum(k_, km) : km;
-    v_ = v_.defined() ? torch::maximum(v_, vm) : vm;
-  }
-  torch::Tensor k_, v_;
-};
-
-double relative_difference(const torch::Tensor& a, const torch::Tensor& b) {
-  const auto bd = b.to(torch::kFloat64);
-  return (a.to(torch::kFloat64) - bd).norm().item<double>() / bd.norm().item<double>();
-}
-
 TEST_F(CudaKVAttentionTest, SmallModelConvertsToCudaCacheAndMatchesReference) {
   torch::manual_seed(55);
   torch::NoGradGuard no_grad;
@@ -274,62 +211,29 @@ TEST_F(CudaKVAttentionTest, SmallModelConvertsToCudaCacheAndMatchesReference) {
   for (auto& slot : slots)
     EXPECT_EQ(slot->create({1, 2, 128, 4, torch::kFloat32, gpu()})->name(), "int8-dynamic-per-token-cuda");
 
-  std::mt19937 rng(7);
-  std::vector<int64_t> ids(400);
-  for (auto& id : ids) id = static_cast<int64_t>(rng() % 300);  // the fixture's vocabulary has 300 entries
-  std::vector<std::shared_ptr<AbsMax>> observers;  // static scales from one float pass over 64 tokens
+  const std::vector<int64_t> ids = ptq::testing::random_model_ids();
   std::vector<std::shared_ptr<ptq::KVCacheFormat>> converted;
   for (auto& slot : slots) {
     converted.push_back(slot->format());
     slot->set_format(std::make_shared<ptq::FloatKVCacheFormat>());
-    observers.push_back(std::make_shared<AbsMax>());
-    slot->add_observer(observers.back());
   }
-  net->forward(torch::tensor(std::vector<int64_t>(ids.begin(), ids.begin() + 64)).unsqueeze(0));
-  for (auto& slot : slots) slot->clear_observers();
-
-  const std::vector<std::vector<int64_t>> prompts = {{ids.begin(), ids.begin() + 9}, {ids.begin() + 20, ids.begin() + 40}};
-  auto [input_ids, attention_mask] = ptq::left_pad(prompts, 0);
-  ptq::GenerationOptions gen;
-  gen.max_new_tokens = 24;
-  gen.stop_at_eos = false;
-  ptq::PerplexityOptions ppl;
-  ppl.window = 64;
-  ppl.show_progress = false;
-  const torch::Tensor window = torch::tensor(std::vector<int64_t>(ids.begin(), ids.begin() + 128)).unsqueeze(0);
+  // Static scales from one float pass over the first 64 tokens.
+  const std::vector<ptq::KVQuantParams> static_params = ptq::testing::calibrate_static_kv_params(*net, slots, ids);
 
   for (bool dynamic : {true, false}) {
     SCOPED_TRACE(dynamic ? "dynamic per-token" : "static per-channel");
-    std::vector<ptq::KVQuantParams> params;
-    for (size_t i = 0; i < slots.size(); ++i)
-      params.push_back(dynamic ? ptq::KVQuantParams::dynamic_per_token()
-                               : ptq::KVQuantParams::static_per_channel(ptq::kv_scale_from_absmax(observers[i]->k_),
-                                                                        ptq::kv_scale_from_absmax(observers[i]->v_)));
-    struct Run {
-      torch::Tensor logits;
-      double perplexity;
-      std::vector<std::vector<int64_t>> tokens;
-    };
     auto run = [&](bool use_cuda) {
       for (size_t i = 0; i < slots.size(); ++i) {
+        const ptq::KVQuantParams params = dynamic ? ptq::KVQuantParams::dynamic_per_token() : static_params[i];
         if (use_cuda)
-          slots[i]->set_format(dynamic ? converted[i] : cuda_->make_kv_cache_format(params[i]));
+          slots[i]->set_format(dynamic ? converted[i] : cuda_->make_kv_cache_format(params));
         else
-          slots[i]->set_format(std::make_shared<ptq::Int8KVCacheFormat>(params[i]));
+          slots[i]->set_format(std::make_shared<ptq::Int8KVCacheFormat>(params));
       }
-      Run r;
-      r.logits = net->forward(window);
-      r.perplexity = ptq::evaluate_perplexity(*net, ids, ppl).perplexity;
-      r.tokens = ptq::generate_tokens(*net, prompts, input_ids, attention_mask, gen, std::nullopt);
-      return r;
+      return ptq::testing::run_kv_model(*net, ids);
     };
-    const Run ref = run(false), got = run(true);
-    EXPECT_LE(relative_difference(got.logits, ref.logits), kModelLogitsRel);
-    EXPECT_NEAR(got.perplexity, ref.perplexity, kModelPerplexityRel * ref.perplexity);
-    EXPECT_EQ(got.tokens, ref.tokens);
-    std::cout << "  small model (D 128), " << (dynamic ? "dynamic" : "static") << " int8 KV: perplexity reference "
-              << ref.perplexity << ", cuda " << got.perplexity << "; logits rel. diff "
-              << relative_difference(got.logits, ref.logits) << "\n";
+    const ptq::testing::KVModelRun ref = run(false), got = run(true);
+    ptq::testing::expect_kv_model_match(ref, got, "small model (D 128)", "cuda", dynamic);
   }
 }
 
