@@ -1,6 +1,6 @@
 // Helpers shared by the backend-against-reference kernel tests (core/test_cpu_kernels.cc,
-// cuda/test_cuda_kernels.cc): the row counts, the weight spec, and the two ways a kernel's output
-// is compared with the reference's. Header-only: test_util.cc is also linked into the tokenizer
+// cuda/test_cuda_kernels.cc): the row counts, the weight spec (also used by core/test_gptq.cc and
+// core/test_quantization.cc), and the two ways a kernel's output is compared with the reference's. Header-only: test_util.cc is also linked into the tokenizer
 // tests, which are built without LibTorch.
 #pragma once
 

@@ -16,6 +16,7 @@
 #include "framework/checkpoint.h"
 #include "framework/error.h"
 #include "framework/linear_quantization.h"
+#include "kernel_test_util.h"
 #include "model_fixtures.h"
 #include "network_helpers/llama/llama_network_helper.h"
 #include "network_helpers/quantized_model.h"
@@ -28,6 +29,7 @@ using testing::TinyNet;
 using testing::tiny_net;
 using testing::random_words;
 using testing::relative_difference;
+using testing::spec;
 
 std::string calibration_file() { return testing::random_words_file("gptq", 11); }
 
@@ -94,14 +96,6 @@ double output_error(const torch::Tensor& w, const torch::Tensor& q, const torch:
 torch::Tensor hessian_of(const torch::Tensor& x) {
   return torch::zeros({x.size(1), x.size(1)}).addmm_(x.t(), x) *
          (2.0 / static_cast<double>(x.size(0)));
-}
-
-WeightQuantSpec spec(int bits, int64_t group_size, bool symmetric) {
-  WeightQuantSpec s;
-  s.bits = bits;
-  s.group_size = group_size;
-  s.symmetric = symmetric;
-  return s;
 }
 
 // ---- the rounding itself

@@ -12,6 +12,7 @@
 
 #include "framework/activation_quant.h"
 #include "framework/error.h"
+#include "kernel_test_util.h"
 #include "test_util.h"
 #include "framework/quant_types.h"
 #include "framework/quantized_weight.h"
@@ -20,18 +21,10 @@
 namespace {
 
 using ptq::testing::error_of;
+using ptq::testing::spec;
 
 using ptq::QuantizedWeight;
 using ptq::WeightQuantSpec;
-
-// The message of the ptq::Error that `action` throws; fails the test when it throws nothing.
-WeightQuantSpec spec(int bits, int64_t group_size, bool symmetric) {
-  WeightQuantSpec s;
-  s.bits = bits;
-  s.group_size = group_size;
-  s.symmetric = symmetric;
-  return s;
-}
 
 // scale [out, G] expanded to one value per weight element [out, in].
 torch::Tensor per_element(const torch::Tensor& scale, int64_t in) {
