@@ -1,4 +1,4 @@
-// What the CPU report programs (cpu_kernel_report, kv_attention_report) share: the median wall time
+// What the report programs (cpu_kernel_report, kv_attention_report, the CUDA reports) share: the median wall time
 // of a call, and writing their rows as JSON.
 #pragma once
 

@@ -25,7 +25,7 @@ PTQ="$BUILD/tools/ptq"
 [ -d "$MODEL" ] || { echo "$0: $MODEL not found (../shared/data is needed)" >&2; exit 1; }
 mkdir -p "$WORK"
 common=(--device "$DEVICE" --dtype "$DTYPE")
-ppl() {  # the perplexity of a checkpoint, with the backend's kernels or (REFERENCE=1) the reference's
+ppl() {  # the perplexity of a checkpoint: the backend's kernels, or the reference's under PTQ_FORCE_REFERENCE=1
   "$PTQ" --quiet eval --model "$1" "${common[@]}" --data "$TEXT" --window 512 --max-windows "$WINDOWS" --json |
     python3 -c 'import json, sys; print(json.load(sys.stdin)["ppl"])'
 }
