@@ -13,11 +13,7 @@ BUILD_DIR="${PTQ_SANITIZE_BUILD_DIR:-build-sanitize}"
 JOBS="${PTQ_JOBS:-2}"
 FILTER="${PTQ_SANITIZE_FILTER:-*}"
 
-# detect_leaks=0: LibTorch and OpenMP keep allocations alive until exit by design.
-# halt_on_error: the first UBSan report fails the run instead of scrolling by.
-export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=0:abort_on_error=1:strict_string_checks=1:detect_stack_use_after_return=0}"
-export UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}"
-export OMP_WAIT_POLICY=PASSIVE
+source scripts/sanitizer_env.sh
 export PTQ_BUILD_DIR="$PWD/$BUILD_DIR"
 
 t0=$(date +%s)

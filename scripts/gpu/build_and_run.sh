@@ -3,12 +3,15 @@
 # in the repository root, with .deps/root.tar.xz and (for --evals) .deps/shared carried along
 # (scripts/gpu/fetch_deps.sh makes both here; docs/GPU_BUILD.md).
 # Usage: scripts/gpu/build_and_run.sh [--no-tests] [--labels REGEX] [--evals] [--jobs N] [--targets 'T ...']
-#                                    [-- COMMAND ...]
+#                                    [--sanitize] [-- COMMAND ...]
 #   builds into build-gpu/, runs the core + tokenizer tests (--labels: other ctest labels, '' for none)
 #   and the CUDA-backend tests (ctest -L cuda, cuda.log), optionally the standard evaluations,
 #   then COMMAND (one shell line; PTQ, CUDA_REPORT, MODEL, HELDOUT, WIKITEXT are exported for it).
 #   --targets: build only these (e.g. 'ptq_cuda_tests cuda_kernel_report w4a16_decode_sweep': about a third
 #   of the full build).
+#   --sanitize: scripts/sanitize_tests.sh's job on the machine's many cores: the core and tokenizer suites
+#   under ASan + UBSan, in build-gpu-sanitize/, without the CUDA backend (nvcc takes no -fsanitize; LibTorch
+#   is not instrumented either way), each test its own process under ctest.
 # Logs go to $OUT (the device tool's result folder; at most 8 files come back), else out/gpu/.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -17,7 +20,7 @@ OUT=${OUT:-$REPO/out/gpu}; mkdir -p "$OUT"
 DEPS=$REPO/.deps
 ROOT=$DEPS/root
 BUILD=$REPO/build-gpu
-RUN_TESTS=1; RUN_EVALS=0; JOBS=$(nproc); EXTRA=(); LABELS='core|tokenizer'; TARGETS=''
+RUN_TESTS=1; RUN_EVALS=0; JOBS=$(nproc); EXTRA=(); LABELS='core|tokenizer'; TARGETS=''; SANITIZE=0
 while [ $# -gt 0 ]; do
   case $1 in
     --no-tests) RUN_TESTS=0 ;;
@@ -25,11 +28,20 @@ while [ $# -gt 0 ]; do
     --labels) LABELS=$2; shift ;;
     --jobs) JOBS=$2; shift ;;
     --targets) TARGETS=$2; shift ;;
+    --sanitize) SANITIZE=1 ;;
     --) shift; EXTRA=("$@"); break ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
   shift
 done
+SANITIZE_FLAGS=()
+if [ $SANITIZE = 1 ]; then
+  BUILD=$REPO/build-gpu-sanitize
+  TARGETS=${TARGETS:-ptq_core_tests ptq_tokenizer_tests}
+  export OMP_NUM_THREADS=2
+  SANITIZE_FLAGS=(-DPTQ_SANITIZE=ON -DPTQ_WITH_CUDA_BACKEND=OFF -DPTQ_CHECK_CUDA_KERNELS=OFF -DPTQ_BUILD_EXAMPLES=OFF)
+  source scripts/sanitizer_env.sh
+fi
 T0=$(date +%s)
 say() { echo "[$(( $(date +%s) - T0 ))s] $*" | tee -a "$OUT/summary.log"; }
 
@@ -83,7 +95,7 @@ cmake -S . -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release \
   -Dfmt_DIR="$LIBDIR/cmake/fmt" -DGTest_DIR="$GTEST_DIR" -DBoost_DIR="$LIBDIR/cmake/Boost-1.74.0" \
   -Dboost_headers_DIR="$LIBDIR/cmake/boost_headers-1.74.0" \
   -Dnlohmann_json_DIR="$ROOT/usr/share/cmake/nlohmann_json" -DCLI11_DIR="$ROOT/usr/share/cmake/CLI11" \
-  -DPTQ_SHARED_DIR="$DEPS/shared" -DPTQ_BUILD_BENCHMARKS=OFF > "$OUT/build.log" 2>&1 \
+  -DPTQ_SHARED_DIR="$DEPS/shared" -DPTQ_BUILD_BENCHMARKS=OFF "${SANITIZE_FLAGS[@]}" > "$OUT/build.log" 2>&1 \
   || { say "FAIL: configure (build.log)"; tail -40 "$OUT/build.log"; exit 1; }
 say "build -j$JOBS ${TARGETS:-all}"
 # shellcheck disable=SC2086
@@ -98,8 +110,10 @@ if [ $RUN_TESTS = 1 ] && [ -n "$LABELS" ] && [ -e "$BUILD/tests/ptq_core_tests" 
   # just the evaluation model and texts (no tokenizers/, no stories260K), so hide it unless it is complete.
   SHARED_FOR_TESTS=$DEPS/shared
   [ -d "$DEPS/shared/data/tokenizers" ] || SHARED_FOR_TESTS=$DEPS/no-shared
-  say "ctest -L '$LABELS' (PTQ_SHARED_DIR=$SHARED_FOR_TESTS)"
-  PTQ_SHARED_DIR=$SHARED_FOR_TESTS ctest --test-dir "$BUILD" -L "$LABELS" -j"$JOBS" --timeout 300 --output-on-failure > "$OUT/ctest.log" 2>&1
+  say "ctest -L '$LABELS' (PTQ_SHARED_DIR=$SHARED_FOR_TESTS$([ $SANITIZE = 1 ] && echo ", ASan + UBSan"))"
+  # Under ASan a test runs 2-5x slower; OMP_NUM_THREADS=2 keeps -j$JOBS processes from oversubscribing the cores.
+  PTQ_SHARED_DIR=$SHARED_FOR_TESTS ctest --test-dir "$BUILD" -L "$LABELS" -j"$JOBS" --timeout $((SANITIZE ? 900 : 300)) \
+    --output-on-failure > "$OUT/ctest.log" 2>&1
   say "ctest rc=$? : $(grep -E 'tests passed|tests failed' "$OUT/ctest.log" | tail -1)"
   grep -E '^\s+[0-9]+ - .*\((Failed|Timeout|SEGFAULT|Subprocess|Exception|Not Run)' "$OUT/ctest.log" | head -40 | tee -a "$OUT/summary.log"
 fi

@@ -29,8 +29,8 @@ PACKAGES=(
   libgtest-dev libgmock-dev googletest              # googletest: sources, a fallback if the .a do not link
   pkgconf pkgconf-bin libpkgconf3                   # CMake's FindPkgConfig needs a pkg-config program
 )
-# backends/cpu switches itself off without oneDNN; --with-dnnl brings it along (~15 MB more).
-if [ $WITH_DNNL = 1 ]; then PACKAGES+=(libdnnl-dev libdnnl2.6); fi
+# backends/cpu switches itself off without oneDNN; --with-dnnl brings it along (~7 MB more packed; libdnnl needs the OpenCL loader).
+if [ $WITH_DNNL = 1 ]; then PACKAGES+=(libdnnl-dev libdnnl2 ocl-icd-libopencl1); fi
 
 mkdir -p "$DEPS/debs"
 (cd "$DEPS/debs" && apt-get download "${PACKAGES[@]}")
