@@ -173,6 +173,8 @@ struct FuzzCounts {
   int64_t loaded = 0;
   int64_t rejected = 0;  // ptq::Error
   std::vector<std::string> failures;
+  double slowest_seconds = 0;  // how close the run came to kSlowSeconds, and on what
+  std::string slowest_label;
 };
 
 // Keeps the address space bounded while a target runs, so that an allocation sized by a hostile
@@ -251,6 +253,11 @@ FuzzCounts fuzz(const std::string& target, const std::vector<std::string>& seeds
     const double took =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - began).count();
     if (failure.empty() && took > kSlowSeconds) failure = fmt::format("took {:.1f} s", took);
+    if (took > counts.slowest_seconds) {
+      counts.slowest_seconds = took;
+      counts.slowest_label = label;
+      write_bytes(kept_dir / "slowest", input);
+    }
     if (!failure.empty()) {
       const fs::path kept = kept_dir / fmt::format("failure_{}", counts.failures.size());
       write_bytes(kept, input);
@@ -267,10 +274,11 @@ FuzzCounts fuzz(const std::string& target, const std::vector<std::string>& seeds
 
   std::printf(
       "[fuzz %s] %lld inputs in %.1f s: %lld loaded, %lld refused with ptq::Error, %zu "
-      "failures\n",
+      "failures; slowest %.3f s (%s, kept in %s)\n",
       target.c_str(), static_cast<long long>(counts.tried), elapsed(),
       static_cast<long long>(counts.loaded), static_cast<long long>(counts.rejected),
-      counts.failures.size());
+      counts.failures.size(), counts.slowest_seconds, counts.slowest_label.c_str(),
+      (kept_dir / "slowest").c_str());
   for (const auto& failure : counts.failures) std::printf("  FAILURE %s\n", failure.c_str());
   return counts;
 }
