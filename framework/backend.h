@@ -20,6 +20,7 @@
 
 #include <torch/types.h>
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -126,10 +127,17 @@ std::vector<std::string> available_backends();
 //   "auto"                  -> the first registered non-reference backend that supports the device and
 //                              the scheme, else reference with every decline in fallback_reason
 // Throws when even the reference backend declines (the message carries its reason).
+// The same walk serves linears (Backend::supports) and int8 KV caches (Backend::supports_kv): a Capability
+// names what is asked for (in the reasons) and asks one backend.
 struct BackendChoice {
   std::shared_ptr<Backend> backend;
   std::string fallback_reason;  // empty when the requested backend was used
 };
+struct Capability {
+  std::string name;  // e.g. the scheme's name
+  std::function<Support(const Backend&)> supported_by;
+};
+BackendChoice select_backend(const std::string& requested, const Capability& capability, const torch::Device& device);
 BackendChoice select_backend(const std::string& requested, const LinearScheme& scheme, const torch::Device& device);
 
 // The switch that forces the reference backend. Initialised from the environment variable

@@ -186,16 +186,17 @@ std::shared_ptr<Backend> backend(const std::string& name) {
   return b;
 }
 
-BackendChoice select_backend(const std::string& requested, const LinearScheme& scheme, const torch::Device& device) {
+BackendChoice select_backend(const std::string& requested, const Capability& capability, const torch::Device& device) {
+  const std::string& what = capability.name;
   auto ask = [&](const std::shared_ptr<Backend>& b) -> Support {
     Support s = b->supports_device(device);
     if (!s) return s;
-    return b->supports(scheme);
+    return capability.supported_by(*b);
   };
   auto fall_back = [&](std::string reason) -> BackendChoice {
     auto ref = reference_or_fail("the fallback of every backend");
     Support s = ask(ref);
-    PTQ_CHECK(s.ok, "no backend can run {} on {}: {}{}", scheme.name(), device.str(), s.reason,
+    PTQ_CHECK(s.ok, "no backend can run {} on {}: {}{}", what, device.str(), s.reason,
               reason.empty() ? "" : " (" + reason + ")");
     return {ref, std::move(reason)};
   };
@@ -208,9 +209,9 @@ BackendChoice select_backend(const std::string& requested, const LinearScheme& s
     if (!b) fail_unknown(requested);
     Support s = ask(b);
     if (s) return {b, ""};
-    if (requested == kReferenceBackendName) fail("reference backend cannot run {} on {}: {}", scheme.name(),
-                                                 device.str(), s.reason);
-    return fall_back(fmt::format("{} declined {} on {}: {}", requested, scheme.name(), device.str(), s.reason));
+    if (requested == kReferenceBackendName) fail("reference backend cannot run {} on {}: {}", what, device.str(),
+                                                 s.reason);
+    return fall_back(fmt::format("{} declined {} on {}: {}", requested, what, device.str(), s.reason));
   }
   std::vector<std::shared_ptr<Backend>> candidates;
   {
@@ -223,11 +224,15 @@ BackendChoice select_backend(const std::string& requested, const LinearScheme& s
   for (const auto& b : candidates) {
     Support s = ask(b);
     if (s) return {b, ""};
-    declines += fmt::format("{}{} declined {} on {}: {}", declines.empty() ? "" : "; ", b->name(), scheme.name(),
+    declines += fmt::format("{}{} declined {} on {}: {}", declines.empty() ? "" : "; ", b->name(), what,
                             device.str(), s.reason);
   }
   // With no optimized backend registered, the reference is simply the choice, not a fallback.
   return fall_back(declines);
+}
+
+BackendChoice select_backend(const std::string& requested, const LinearScheme& scheme, const torch::Device& device) {
+  return select_backend(requested, {scheme.name(), [&](const Backend& b) { return b.supports(scheme); }}, device);
 }
 
 void force_reference_backend(bool force) { g_force = force ? 1 : 0; }

@@ -34,13 +34,15 @@ void log_kv_fallback_once(const KVQuantParams& params, const std::string& declin
     log_warning("int8 KV cache ({}): using the reference backend's cache ({})", params.to_string(), declines);
 }
 
-// backend "auto": which backend's cache a slot gets depends on where the cache is created (a model may be
-// calibrated on one device and served on another, or moved after loading), so the choice is made per
-// device in create(): the first non-reference backend that runs this scheme on that device, else the
-// reference cache with the reasons logged. Still an Int8KVCacheFormat: checkpoints read its params.
-class AutoInt8KVCacheFormat : public Int8KVCacheFormat {
+// Which backend's cache a slot gets depends on where the cache is created (a model may be calibrated on one
+// device and served on another, or moved after loading), so select_backend makes the choice per device in
+// create(): the requested backend, or for "auto" the first non-reference one, that runs this scheme on that
+// device; else the reference cache with the reasons logged. Still an Int8KVCacheFormat: checkpoints read its
+// params.
+class PerDeviceInt8KVCacheFormat : public Int8KVCacheFormat {
  public:
-  explicit AutoInt8KVCacheFormat(KVQuantParams params) : Int8KVCacheFormat(std::move(params)) {}
+  PerDeviceInt8KVCacheFormat(std::string requested, KVQuantParams params)
+      : Int8KVCacheFormat(std::move(params)), requested_(std::move(requested)) {}
 
   std::unique_ptr<KVCache> create(const KVCacheShape& shape) const override {
     return format_for(shape.device).create(shape);
@@ -51,19 +53,13 @@ class AutoInt8KVCacheFormat : public Int8KVCacheFormat {
     std::lock_guard<std::mutex> lock(mutex_);
     auto& format = by_device_type_[device.type()];
     if (format) return *format;
-    std::string declines;
-    for (const std::string& name : available_backends()) {
-      if (name == kReferenceBackendName) continue;
-      auto b = backend(name);
-      Support s = b->supports_device(device);
-      if (s.ok) s = b->supports_kv(params());
-      if (s.ok) return *(format = b->make_kv_cache_format(params()));
-      declines += fmt::format("{}{} on {}: {}", declines.empty() ? "" : "; ", name, device.str(), s.reason);
-    }
-    log_kv_fallback_once(params(), declines);
-    return *(format = backend(kReferenceBackendName)->make_kv_cache_format(params()));
+    const BackendChoice choice = select_backend(
+        requested_, {params().to_string(), [this](const Backend& b) { return b.supports_kv(params()); }}, device);
+    log_kv_fallback_once(params(), choice.fallback_reason);
+    return *(format = choice.backend->make_kv_cache_format(params()));
   }
 
+  std::string requested_;
   mutable std::mutex mutex_;
   mutable std::map<c10::DeviceType, std::shared_ptr<KVCacheFormat>> by_device_type_;
 };
@@ -78,17 +74,11 @@ std::vector<std::shared_ptr<KVCacheSlotImpl>> collect_kv_cache_slots(torch::nn::
 }
 
 std::shared_ptr<KVCacheFormat> make_int8_kv_cache_format(const std::string& requested, const KVQuantParams& params) {
-  if (requested == "auto" && !reference_backend_forced()) return std::make_shared<AutoInt8KVCacheFormat>(params);
-  std::string declines;  // why the asked backend said no (the fallback's reason)
-  if (auto b = backend(requested); b->name() == kReferenceBackendName) {
-    return b->make_kv_cache_format(params);  // asked for (or forced to) the reference
-  } else if (const Support s = b->supports_kv(params); s.ok) {
-    return b->make_kv_cache_format(params);
-  } else {
-    declines = fmt::format("{}: {}", b->name(), s.reason);
-  }
-  log_kv_fallback_once(params, declines);
-  return backend(kReferenceBackendName)->make_kv_cache_format(params);
+  // Forcing the reference (PTQ_FORCE_REFERENCE) applies when the format is made, as for linears at convert.
+  if (requested == kReferenceBackendName || reference_backend_forced())
+    return backend(kReferenceBackendName)->make_kv_cache_format(params);
+  if (requested != "auto") backend(requested);  // an unknown name fails here, listing the registered ones
+  return std::make_shared<PerDeviceInt8KVCacheFormat>(requested, params);
 }
 
 std::map<std::string, torch::Tensor> kv_scale_tensors(const CausalLM& net) {

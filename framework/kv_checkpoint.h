@@ -29,9 +29,9 @@ namespace ptq {
 // Every KV-cache slot below `root`, in registration order.
 std::vector<std::shared_ptr<KVCacheSlotImpl>> collect_kv_cache_slots(torch::nn::Module& root);
 
-// The int8 cache format for `params` from backend `requested`, falling back to the reference backend.
-// "auto" decides per cache, by the device the cache is created on: the first non-reference backend that
-// runs `params` there.
+// The int8 cache format for `params` from backend `requested` ("auto" or a name), falling back to the
+// reference backend. The backend is chosen per cache, by the device the cache is created on
+// (select_backend's policy, with supports_kv in place of supports).
 std::shared_ptr<KVCacheFormat> make_int8_kv_cache_format(const std::string& requested, const KVQuantParams& params);
 
 // Save: name -> tensor for every slot with a static int8 format (the table above).
