@@ -1,6 +1,7 @@
 // Helpers shared by the backend-against-reference kernel tests (core/test_cpu_kernels.cc,
 // cuda/test_cuda_kernels.cc): the row counts, the weight spec (also used by core/test_gptq.cc and
-// core/test_quantization.cc), and the two ways a kernel's output is compared with the reference's. Header-only: test_util.cc is also linked into the tokenizer
+// core/test_quantization.cc), the linear scheme a backend is asked about, and the two ways a kernel's
+// output is compared with the reference's. Header-only: test_util.cc is also linked into the tokenizer
 // tests, which are built without LibTorch.
 #pragma once
 
@@ -10,6 +11,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "framework/backend.h"
 #include "framework/quantized_weight.h"
 #include "framework/tolerances.h"
 
@@ -24,6 +26,17 @@ inline WeightQuantSpec spec(int bits, int64_t group_size, bool symmetric) {
   s.bits = bits;
   s.group_size = group_size;
   s.symmetric = symmetric;
+  return s;
+}
+
+// The scheme a backend's supports() is asked about, in one expression.
+inline LinearScheme linear_scheme(int weight_bits, int64_t group_size = kPerChannel, ActQuant act = ActQuant::kNone,
+                                  bool weight_symmetric = true) {
+  LinearScheme s;
+  s.weight_bits = weight_bits;
+  s.group_size = group_size;
+  s.act = act;
+  s.weight_symmetric = weight_symmetric;
   return s;
 }
 

@@ -52,7 +52,8 @@ std::string random_words_file(const std::string& name, unsigned seed, int words)
 }
 
 double relative_difference(const torch::Tensor& a, const torch::Tensor& b) {
-  return ((a - b).norm() / b.norm()).item<double>();
+  const torch::Tensor b64 = b.to(torch::kFloat64);
+  return ((a.to(torch::kFloat64) - b64).norm() / b64.norm()).item<double>();
 }
 
 }  // namespace ptq::testing

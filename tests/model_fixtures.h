@@ -29,7 +29,8 @@ std::string random_words(unsigned seed, int words);
 // random_words(seed, words) written once per process to a file named after `name`; returns its path.
 std::string random_words_file(const std::string& name, unsigned seed, int words = 3000);
 
-// |a - b| / |b| (Frobenius norms).
+// |a - b| / |b| (Frobenius norms), in float64 whatever the inputs' dtype (half inputs would otherwise
+// round the difference itself).
 double relative_difference(const torch::Tensor& a, const torch::Tensor& b);
 
 }  // namespace ptq::testing

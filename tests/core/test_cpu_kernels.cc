@@ -21,6 +21,7 @@ namespace {
 using ptq::testing::expect_bit_exact;
 using ptq::testing::expect_weight_only_close;
 using ptq::testing::kRows;
+using ptq::testing::linear_scheme;
 using ptq::testing::spec;
 
 class CpuKernelTest : public ::testing::Test {
@@ -185,23 +186,15 @@ TEST_F(CpuKernelTest, W8A8RunsEveryRowCountOnAFastImplementation) {
 // ---- what the backend declines, and the fallback ---------------------------------------------------------
 
 TEST_F(CpuKernelTest, DeclinesWithReasonsAndFallsBackToReference) {
-  ptq::LinearScheme w3;
-  w3.weight_bits = 3;
-  w3.group_size = 128;
+  const ptq::LinearScheme w3 = linear_scheme(3, 128);
   EXPECT_FALSE(cpu_->supports(w3).ok);
   EXPECT_NE(cpu_->supports(w3).reason.find("3-bit"), std::string::npos) << cpu_->supports(w3).reason;
 
-  ptq::LinearScheme g24;
-  g24.weight_bits = 4;
-  g24.group_size = 24;
+  const ptq::LinearScheme g24 = linear_scheme(4, 24);
   EXPECT_FALSE(cpu_->supports(g24).ok);
   EXPECT_NE(cpu_->supports(g24).reason.find("multiple of 16"), std::string::npos) << cpu_->supports(g24).reason;
 
-  ptq::LinearScheme grouped_a8;
-  grouped_a8.weight_bits = 8;
-  grouped_a8.group_size = 128;
-  grouped_a8.act = ptq::ActQuant::kInt8PerTokenDynamic;
-  EXPECT_FALSE(cpu_->supports(grouped_a8).ok);
+  EXPECT_FALSE(cpu_->supports(linear_scheme(8, 128, ptq::ActQuant::kInt8PerTokenDynamic)).ok);  // grouped W8A8
 
   EXPECT_FALSE(cpu_->supports_device(torch::Device("cuda:0")).ok);
   // The int8 KV cache is supported on AVX-512 CPUs: test_cpu_kv_attention.cc.
@@ -210,9 +203,7 @@ TEST_F(CpuKernelTest, DeclinesWithReasonsAndFallsBackToReference) {
   EXPECT_EQ(choice.backend->name(), "reference");
   EXPECT_NE(choice.fallback_reason.find("3-bit"), std::string::npos) << choice.fallback_reason;
 
-  ptq::LinearScheme w4;
-  w4.weight_bits = 4;
-  w4.group_size = 128;
+  const ptq::LinearScheme w4 = linear_scheme(4, 128);
   if (!cpu_->supports(w4).ok) GTEST_SKIP() << cpu_->supports(w4).reason;
   auto automatic = ptq::select_backend("auto", w4, torch::kCPU);
   EXPECT_EQ(automatic.backend->name(), "cpu");

@@ -25,6 +25,7 @@ namespace {
 using ptq::testing::expect_bit_exact;
 using ptq::testing::expect_weight_only_close;
 using ptq::testing::kRows;
+using ptq::testing::linear_scheme;
 using ptq::testing::spec;
 
 class CudaKernelTest : public ::testing::Test {
@@ -198,21 +199,13 @@ TEST_F(CudaKernelTest, W8A8MatchesReferenceBitForBit) {
 }
 
 TEST_F(CudaKernelTest, DeclinesWithReasonsAndFallsBack) {
-  ptq::LinearScheme w4;
-  w4.weight_bits = 4;
-  w4.group_size = 24;
+  ptq::LinearScheme w4 = linear_scheme(4, 24);
   EXPECT_FALSE(cuda_->supports(w4).ok);
   EXPECT_NE(cuda_->supports(w4).reason.find("group size 24"), std::string::npos) << cuda_->supports(w4).reason;
-  ptq::LinearScheme w8a16;
-  w8a16.weight_bits = 8;
+  const ptq::LinearScheme w8a16 = linear_scheme(8);
   EXPECT_TRUE(cuda_->supports(w8a16).ok) << cuda_->supports(w8a16).reason;
-  ptq::LinearScheme w3a16;
-  w3a16.weight_bits = 3;
-  EXPECT_FALSE(cuda_->supports(w3a16).ok);
-  ptq::LinearScheme w8a8_asym_w;
-  w8a8_asym_w.weight_bits = 8;
-  w8a8_asym_w.weight_symmetric = false;
-  w8a8_asym_w.act = ptq::ActQuant::kInt8PerTokenDynamic;
+  EXPECT_FALSE(cuda_->supports(linear_scheme(3)).ok);
+  const auto w8a8_asym_w = linear_scheme(8, ptq::kPerChannel, ptq::ActQuant::kInt8PerTokenDynamic, false);
   EXPECT_FALSE(cuda_->supports(w8a8_asym_w).ok);
   EXPECT_FALSE(cuda_->supports_device(torch::Device(torch::kCPU)).ok);
   EXPECT_TRUE(cuda_->supports_device(gpu()).ok);
