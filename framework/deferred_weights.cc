@@ -14,8 +14,9 @@ DeferredWeightsGuard::~DeferredWeightsGuard() { deferred = previous_; }
 
 bool deferred_weights_active() { return deferred; }
 
-torch::Tensor deferred_placeholder(torch::IntArrayRef shape, torch::ScalarType dtype) {
-  torch::Tensor one = torch::full({1}, std::numeric_limits<float>::quiet_NaN(), torch::TensorOptions().dtype(dtype));
+torch::Tensor deferred_placeholder(torch::IntArrayRef shape, torch::ScalarType dtype, torch::Device device) {
+  torch::Tensor one = torch::full({1}, std::numeric_limits<float>::quiet_NaN(),
+                                  torch::TensorOptions().dtype(dtype).device(device));
   if (shape.empty()) return one.reshape({});
   return one.expand(shape);
 }
@@ -25,6 +26,13 @@ bool is_deferred(const torch::Tensor& t) {
   for (int64_t stride : t.strides())
     if (stride != 0) return false;
   return true;
+}
+
+void move_to_device(torch::nn::Module& module, torch::Device device) {
+  torch::NoGradGuard no_grad;
+  for (auto& p : module.parameters(/*recurse=*/true))
+    if (is_deferred(p) && p.device() != device) p.set_data(deferred_placeholder(p.sizes(), p.scalar_type(), device));
+  module.to(device);  // the rest; a tensor already on `device` is left as it is
 }
 
 void fill_tensor(const torch::Tensor& target, const torch::Tensor& source) {

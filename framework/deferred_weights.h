@@ -16,6 +16,10 @@
 
 #include <vector>
 
+namespace torch::nn {
+class Module;
+}  // namespace torch::nn
+
 namespace ptq {
 
 class DeferredWeightsGuard {
@@ -32,11 +36,17 @@ class DeferredWeightsGuard {
 // Whether a DeferredWeightsGuard is alive on this thread.
 bool deferred_weights_active();
 
-// A placeholder of this shape and dtype (CPU).
-torch::Tensor deferred_placeholder(torch::IntArrayRef shape, torch::ScalarType dtype = torch::kFloat32);
+// A placeholder of this shape and dtype.
+torch::Tensor deferred_placeholder(torch::IntArrayRef shape, torch::ScalarType dtype = torch::kFloat32,
+                                   torch::Device device = torch::kCPU);
 
 // Whether `t` is a placeholder: more than one element, all strides 0.
 bool is_deferred(const torch::Tensor& t);
+
+// Module::to(device), except that a placeholder parameter becomes a placeholder on `device`: Module::to
+// copies into a dense tensor, which would allocate every deferred weight in full on the device (a
+// quantized checkpoint's float placeholders: the whole float model's size, on the GPU, before loading).
+void move_to_device(torch::nn::Module& module, torch::Device device);
 
 // Gives `target` the values of `source` (same shape; converted to target's dtype and device): a placeholder
 // gets its own storage, allocated once here, any other tensor is written in place.

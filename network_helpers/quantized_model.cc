@@ -38,7 +38,7 @@ std::shared_ptr<LlamaForCausalLM> load_quantized(const fs::path& dir, const Load
   // dtype and device first: the DEPLOY structure is built where the weights are, and convert()
   // makes kernels for the compute dtype.
   if (options.compute_dtype != torch::kFloat32) net->set_compute_dtype(options.compute_dtype);
-  if (options.device != torch::kCPU) net->to(options.device);
+  if (options.device != torch::kCPU) move_to_device(*net, options.device);
   // Module::to copies each parameter on its own, which unties a tied lm_head; the tie is what lets
   // the checkpoint omit lm_head.weight.
   if (net->spec().tie_word_embeddings) net->tie_embeddings();
