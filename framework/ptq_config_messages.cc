@@ -27,6 +27,14 @@ size_t edit_distance(const std::string& a, const std::string& b) {
   return row[b.size()];
 }
 
+// A word from the input as a message quotes it: a mistyped key is short, but a hostile file's "key" may
+// be half a megabyte, which a message should not repeat.
+std::string short_word(const std::string& word) {
+  constexpr size_t kMaxChars = 80;
+  if (word.size() <= kMaxChars) return word;
+  return fmt::format("{}... ({} bytes)", word.substr(0, kMaxChars - 3), word.size());
+}
+
 std::string suggestion(const std::string& word, const std::vector<std::string>& candidates,
                        const std::string& parent) {
   const auto match = closest_match(word, candidates);
@@ -63,6 +71,11 @@ std::optional<std::string> closest_match(const std::string& word,
   size_t best_distance = limit + 1;
   bool tie = false;
   for (const std::string& candidate : candidates) {
+    // The length difference bounds the distance from below: a word far longer than every candidate (a
+    // fuzzed 500 KB key took seconds of edit distances) is no typo of any of them.
+    const size_t length_difference =
+        word.size() > candidate.size() ? word.size() - candidate.size() : candidate.size() - word.size();
+    if (length_difference > limit) continue;
     const size_t distance = edit_distance(word, candidate);
     if (distance < best_distance) {
       best = candidate;
@@ -84,17 +97,17 @@ void fail_type(const std::string& source, const std::string& path, const std::st
 void fail_unknown_key(const std::string& source, const std::string& parent, const std::string& key,
                       const std::vector<std::string>& known) {
   const std::string hint = suggestion(key, known, parent);
-  if (!hint.empty()) fail("unknown key \"{}\" in {}{}", key_path(parent, key), source, hint);
+  const std::string shown = key_path(parent, short_word(key));
+  if (!hint.empty()) fail("unknown key \"{}\" in {}{}", shown, source, hint);
   std::vector<std::string> paths;
   for (const std::string& name : known) paths.push_back(key_path(parent, name));
-  fail("unknown key \"{}\" in {}; known keys: {}", key_path(parent, key), source,
-       quoted_list(paths));
+  fail("unknown key \"{}\" in {}; known keys: {}", shown, source, quoted_list(paths));
 }
 
 void fail_value(const std::string& source, const std::string& path, const std::string& got,
                 const std::vector<std::string>& allowed) {
   const auto match = closest_match(got, allowed);
-  fail("key \"{}\" in {}: \"{}\" is not allowed; allowed values: {}{}", path, source, got,
+  fail("key \"{}\" in {}: \"{}\" is not allowed; allowed values: {}{}", path, source, short_word(got),
        quoted_list(allowed), match ? fmt::format("; did you mean \"{}\"?", *match) : "");
 }
 

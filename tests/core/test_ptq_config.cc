@@ -393,6 +393,18 @@ TEST(PTQConfig, UnknownKeySuggestsTheClosest) {
       "unknown key \"weight_quant_dtyp\" in cfg.ini; did you mean \"weight_quant_dtype\"?");
 }
 
+// A hostile file's key or value may be huge (the fuzzer's 500 KB keys): the message quotes its start and
+// its size, not all of it.
+TEST(PTQConfig, HugeUnknownKeysAndValuesAreCutInTheMessage) {
+  const std::string huge(200000, 'q');
+  const std::string key_error = load_error({{huge, 1}});
+  EXPECT_LT(key_error.size(), 2000u) << key_error.substr(0, 300);
+  EXPECT_TRUE(contains(key_error, "qqq... (200000 bytes)\" in cfg.json; known keys: \"version\"")) << key_error;
+  const std::string value_error = load_error({{"weight_quant_dtype", huge}});
+  EXPECT_LT(value_error.size(), 2000u) << value_error.substr(0, 300);
+  EXPECT_TRUE(contains(value_error, "qqq... (200000 bytes)\" is not allowed")) << value_error;
+}
+
 TEST(PTQConfig, WrongTypesNameKeyAndValue) {
   EXPECT_EQ(load_error({{"group_size", "128"}}),
             "key \"group_size\" in cfg.json: expected an integer, got \"128\"");
