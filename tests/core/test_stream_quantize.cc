@@ -319,19 +319,6 @@ TEST(DeferredWeights, PlaceholdersKeepShapesAndCostNothing) {
   EXPECT_ANY_THROW(p.add_(1)) << "in-place writes into a placeholder must fail";
 }
 
-// A quantized checkpoint loaded onto a GPU moves its network of placeholders there before loading: they
-// must stay placeholders (Module::to would allocate each in full). The meta device stands in for the GPU.
-TEST(DeferredWeights, MoveToDeviceKeepsPlaceholders) {
-  torch::nn::Module module;
-  const torch::Tensor& weight = module.register_parameter("weight", deferred_placeholder({256, 512}));
-  const torch::Tensor& bias = module.register_parameter("bias", torch::ones({256}));  // a loaded tensor
-  move_to_device(module, torch::kMeta);
-  EXPECT_TRUE(weight.is_meta());
-  EXPECT_TRUE(is_deferred(weight)) << "the placeholder was expanded into a dense tensor";
-  EXPECT_TRUE(bias.is_meta());
-  EXPECT_FALSE(is_deferred(bias));
-}
-
 TEST(SafetensorsShardWriter, AddFromFileWritesTheSameBytesAsAdd) {
   const fs::path dir = testing::temp_dir("add_from_file");
   torch::manual_seed(1);
