@@ -122,11 +122,16 @@ inline void expect_fp32_attention_close(const torch::Tensor& expected, const tor
 // ---- a whole model ---------------------------------------------------------------------------------------
 
 // A whole model with int8 KV caches against the same model with the reference caches: logits through two
-// layers of attention + MLP (relative Frobenius difference); perplexity relative. Float32 summation
-// order alone moved the perplexity by 1.6e-6 relative (the dynamic cache, torch 2.11 on a Sapphire Rapids
-// core; logits 5.4e-7), so the perplexity bound is the logits' 1e-5, not 1e-6.
-constexpr double kKVModelLogitsRel = 1e-5;
-constexpr double kKVModelPerplexityRel = 1e-5;
+// layers of attention + MLP (relative Frobenius difference); perplexity relative. The two caches hold the
+// same codes for the same inputs, but layer 2's keys and values come from layer 1's attention output, which
+// they compute in different float orders (~1e-7 apart). A key or value within that distance of a rounding
+// boundary gets the neighbouring int8 code in one run, and every later position's logits move by ~1e-4:
+// on an AMD EPYC host the static cache gave 5.4e-5 relative from position 24 on (on the Intel hosts 5e-7),
+// the perplexity 1.6e-6 (torch 2.11). The bounds sit above that and below what int8 itself does to this
+// model against float caches (logits 3.2e-2 static, 6.6e-3 dynamic; perplexity 6.5e-4, 2.2e-4), so a
+// kernel that ignored the codes or a scale would still fail them.
+constexpr double kKVModelLogitsRel = 1e-3;
+constexpr double kKVModelPerplexityRel = 1e-4;
 
 class KVAbsMax : public KVObserver {
  public:
