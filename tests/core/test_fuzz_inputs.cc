@@ -175,6 +175,7 @@ struct FuzzCounts {
   std::vector<std::string> failures;
   double slowest_seconds = 0;  // how close the run came to kSlowSeconds, and on what
   std::string slowest_label;
+  std::string slowest_input;  // written out once, after the run
 };
 
 // Keeps the address space bounded while a target runs, so that an allocation sized by a hostile
@@ -256,7 +257,7 @@ FuzzCounts fuzz(const std::string& target, const std::vector<std::string>& seeds
     if (took > counts.slowest_seconds) {
       counts.slowest_seconds = took;
       counts.slowest_label = label;
-      write_bytes(kept_dir / "slowest", input);
+      counts.slowest_input = input;
     }
     if (!failure.empty()) {
       const fs::path kept = kept_dir / fmt::format("failure_{}", counts.failures.size());
@@ -272,6 +273,7 @@ FuzzCounts fuzz(const std::string& target, const std::vector<std::string>& seeds
     try_one(custom && mutator.below(2) == 0 ? custom(mutator) : mutator.next(),
             fmt::format("mutation {}", i));
 
+  write_bytes(kept_dir / "slowest", counts.slowest_input);
   std::printf(
       "[fuzz %s] %lld inputs in %.1f s: %lld loaded, %lld refused with ptq::Error, %zu "
       "failures; slowest %.3f s (%s, kept in %s)\n",
