@@ -2,6 +2,7 @@
 // folder, checking every tensor against it.
 #include <torch/torch.h>
 
+#include <map>
 #include <set>
 
 #include "framework/checkpoint.h"
@@ -82,11 +83,15 @@ void load_quantized_linear(const TensorStore& store, const std::string& name, Li
 
 // Copies the stored float parameters (or buffers) into the network. A tensor absent from the
 // checkpoint is fine only when it shares storage with one that was loaded (tied embeddings).
+//
+// Ties are told by the storage the tensors share before loading: a placeholder (a network built
+// without weights) gets new storage when it is filled, which would leave its tied partner on the old
+// placeholder, so the partner is given the filled tensor's storage here.
 void load_plain_tensors(const TensorStore& store,
                         const torch::OrderedDict<std::string, torch::Tensor>& tensors,
                         const std::set<std::string>& skip, const char* kind,
                         std::set<std::string>& used) {
-  std::set<const void*> loaded;
+  std::map<const void*, torch::Tensor> loaded;  // storage before loading -> the tensor filled from it
   std::vector<std::string> absent;
   for (const auto& item : tensors) {
     const std::string& name = item.key();
@@ -107,15 +112,20 @@ void load_plain_tensors(const TensorStore& store,
               info.dtype_name,
               target.is_floating_point() ? std::string("a floating-point dtype")
                                          : torch_dtype_to_safetensors(target.scalar_type()));
+    const void* storage_before = target.numel() > 0 ? target.data_ptr() : nullptr;
     fill_tensor(target, store.tensor(name));  // a network built without weights allocates each one here
-    if (target.numel() > 0) loaded.insert(target.data_ptr());
+    if (storage_before != nullptr) loaded.emplace(storage_before, target);
     used.insert(name);
   }
   for (const auto& name : absent) {
     const torch::Tensor& target = tensors[name];
-    PTQ_CHECK(target.numel() > 0 && loaded.count(target.data_ptr()),
-              "{}: tensor \"{}\" ({} {}) is missing", store.path().string(), name, kind,
-              target.sizes());
+    const auto partner = target.numel() > 0 ? loaded.find(target.data_ptr()) : loaded.end();
+    PTQ_CHECK(partner != loaded.end(), "{}: tensor \"{}\" ({} {}) is missing", store.path().string(),
+              name, kind, target.sizes());
+    if (partner->second.data_ptr() != target.data_ptr()) {
+      torch::NoGradGuard no_grad;
+      target.set_data(partner->second);
+    }
   }
 }
 
