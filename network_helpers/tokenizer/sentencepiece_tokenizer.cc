@@ -1,30 +1,54 @@
 #include "network_helpers/tokenizer/sentencepiece_tokenizer.h"
 
-#include <sentencepiece_processor.h>
+#include <memory>
 
 #include "framework/error.h"
+#include "network_helpers/tokenizer/sentencepiece_bridge_loader.h"
 #include "network_helpers/tokenizer/utf8.h"
 
 namespace ptq {
+namespace {
 
-SentencePieceTokenizer::SentencePieceTokenizer(const std::filesystem::path& model_file)
-    : processor_(std::make_unique<sentencepiece::SentencePieceProcessor>()), file_(model_file) {
-  const auto status = processor_->Load(model_file.string());
-  PTQ_CHECK(status.ok(), "{}: not a loadable SentencePiece model: {}", model_file.string(),
-            status.ToString());
+// Memory the module allocated, given back to it.
+template <typename T>
+std::unique_ptr<T, void (*)(void*)> owned_by(const PtqSentencePieceBridge& bridge, T* memory) {
+  return {memory, bridge.release};
 }
 
-SentencePieceTokenizer::~SentencePieceTokenizer() = default;
+}  // namespace
+
+SentencePieceTokenizer::SentencePieceTokenizer(const std::filesystem::path& model_file)
+    : bridge_(&tok::sentencepiece_bridge()), file_(model_file) {
+  char* error = nullptr;
+  const int rc = bridge_->load(model_file.c_str(), &model_, &error);
+  const auto message = owned_by(*bridge_, error);
+  PTQ_CHECK(rc == 0, "{}: not a loadable SentencePiece model: {}", model_file.string(),
+            message ? message.get() : "unknown error");
+  vocab_size_ = bridge_->piece_size(model_);
+}
+
+SentencePieceTokenizer::~SentencePieceTokenizer() {
+  if (model_ != nullptr) bridge_->destroy(model_);
+}
+
+void SentencePieceTokenizer::check(int rc, char* error, const char* what) const {
+  const auto message = owned_by(*bridge_, error);
+  PTQ_CHECK(rc == 0, "{}: sentencepiece {} failed: {}", file_.string(), what,
+            message ? message.get() : "unknown error");
+}
 
 std::vector<int64_t> SentencePieceTokenizer::encode(std::string_view text,
                                                     bool add_special_tokens) const {
-  std::vector<int> pieces;
-  const auto status = processor_->Encode(tok::to_valid_utf8(text), &pieces);
-  PTQ_CHECK(status.ok(), "{}: sentencepiece encode failed: {}", file_.string(), status.ToString());
+  const std::string valid = tok::to_valid_utf8(text);
+  int* pieces = nullptr;
+  size_t count = 0;
+  char* error = nullptr;
+  check(bridge_->encode(model_, valid.data(), valid.size(), &pieces, &count, &error), error, "encode");
+  const auto owned = owned_by(*bridge_, pieces);
   std::vector<int64_t> ids;
-  ids.reserve(pieces.size() + 1);
-  if (add_special_tokens && processor_->bos_id() >= 0) ids.push_back(processor_->bos_id());
-  ids.insert(ids.end(), pieces.begin(), pieces.end());
+  ids.reserve(count + 1);
+  if (add_special_tokens && bos_id()) ids.push_back(*bos_id());
+  ids.insert(ids.end(), pieces, pieces + count);
   return ids;
 }
 
@@ -36,20 +60,20 @@ std::string SentencePieceTokenizer::decode(const std::vector<int64_t>& ids,
   std::vector<int> run;
   const auto flush = [&] {
     if (run.empty()) return;
-    std::string part;
-    const auto status = processor_->Decode(run, &part);
-    PTQ_CHECK(status.ok(), "{}: sentencepiece decode failed: {}", file_.string(),
-              status.ToString());
-    text += part;
+    char* part = nullptr;
+    size_t size = 0;
+    char* error = nullptr;
+    check(bridge_->decode(model_, run.data(), run.size(), &part, &size, &error), error, "decode");
+    text.append(owned_by(*bridge_, part).get(), size);
     run.clear();
   };
   for (int64_t id : ids) {
-    if (id < 0 || id >= vocab_size()) continue;
+    if (id < 0 || id >= vocab_size_) continue;
     const int piece = static_cast<int>(id);
-    if (processor_->IsControl(piece)) {
+    if (bridge_->is_control(model_, piece)) {
       if (skip_special_tokens) continue;
       flush();
-      text += processor_->IdToPiece(piece);
+      text += token_text(piece);
     } else {
       run.push_back(piece);
     }
@@ -58,28 +82,34 @@ std::string SentencePieceTokenizer::decode(const std::vector<int64_t>& ids,
   return text;
 }
 
-int64_t SentencePieceTokenizer::vocab_size() const { return processor_->GetPieceSize(); }
+int64_t SentencePieceTokenizer::vocab_size() const { return vocab_size_; }
 
 std::optional<int64_t> SentencePieceTokenizer::bos_id() const {
-  if (processor_->bos_id() < 0) return std::nullopt;
-  return processor_->bos_id();
+  const int id = bridge_->bos_id(model_);
+  if (id < 0) return std::nullopt;
+  return id;
 }
 
 std::optional<int64_t> SentencePieceTokenizer::eos_id() const {
-  if (processor_->eos_id() < 0) return std::nullopt;
-  return processor_->eos_id();
+  const int id = bridge_->eos_id(model_);
+  if (id < 0) return std::nullopt;
+  return id;
 }
 
 std::string SentencePieceTokenizer::token_text(int64_t id) const {
   PTQ_CHECK(id >= 0 && id < vocab_size(), "token_text: id {} is outside [0, {}) of {}", id,
             vocab_size(), file_.string());
-  return processor_->IdToPiece(static_cast<int>(id));
+  char* piece = nullptr;
+  size_t size = 0;
+  char* error = nullptr;
+  check(bridge_->id_to_piece(model_, static_cast<int>(id), &piece, &size, &error), error, "id_to_piece");
+  return std::string(owned_by(*bridge_, piece).get(), size);
 }
 
 std::optional<int64_t> SentencePieceTokenizer::token_id(std::string_view token) const {
   // PieceToId answers unk for unknown pieces: accept only an exact match.
-  const int id = processor_->PieceToId(token);
-  if (id < 0 || processor_->IdToPiece(id) != token) return std::nullopt;
+  const int id = bridge_->piece_to_id(model_, token.data(), token.size());
+  if (id < 0 || id >= vocab_size_ || token_text(id) != token) return std::nullopt;
   return id;
 }
 

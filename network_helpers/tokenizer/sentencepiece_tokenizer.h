@@ -1,17 +1,15 @@
 // A SentencePiece model file (tokenizer.model, e.g. Llama-2), encoded and decoded by the
-// sentencepiece library itself. Like Hugging Face's LlamaTokenizer, encode(add_special_tokens=true)
+// sentencepiece library itself, reached through libptq_sentencepiece.so (sentencepiece_bridge.h says
+// why it is a module of its own). Like Hugging Face's LlamaTokenizer, encode(add_special_tokens=true)
 // prepends BOS. Control tokens written in text ("<s>") are ordinary text for sentencepiece and stay
 // so here.
 #pragma once
 
 #include <filesystem>
-#include <memory>
 
 #include "framework/tokenizer.h"
 
-namespace sentencepiece {
-class SentencePieceProcessor;
-}
+struct PtqSentencePieceBridge;
 
 namespace ptq {
 
@@ -20,6 +18,8 @@ class SentencePieceTokenizer final : public Tokenizer {
   // Throws ptq::Error naming the file when it cannot be loaded.
   explicit SentencePieceTokenizer(const std::filesystem::path& model_file);
   ~SentencePieceTokenizer() override;
+  SentencePieceTokenizer(const SentencePieceTokenizer&) = delete;
+  SentencePieceTokenizer& operator=(const SentencePieceTokenizer&) = delete;
 
   std::vector<int64_t> encode(std::string_view text, bool add_special_tokens) const override;
   // Control tokens (<s>, </s>) are written as their piece text unless skip_special_tokens; ids
@@ -33,8 +33,13 @@ class SentencePieceTokenizer final : public Tokenizer {
   std::string kind() const override { return "sentencepiece"; }
 
  private:
-  std::unique_ptr<sentencepiece::SentencePieceProcessor> processor_;
+  // Throws ptq::Error naming the file and `what` when a bridge call returned `rc` != 0.
+  void check(int rc, char* error, const char* what) const;
+
+  const PtqSentencePieceBridge* bridge_;
+  void* model_ = nullptr;  // the module's processor
   std::filesystem::path file_;
+  int64_t vocab_size_ = 0;
 };
 
 }  // namespace ptq
