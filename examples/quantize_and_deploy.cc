@@ -3,6 +3,7 @@
 //   2. save the quantized checkpoint
 //   3. deploy: rebuild the network from the checkpoint folder alone (load_quantized) and check that it
 //      computes exactly what the quantized network computed, then generate a few tokens with it
+// Exits 1 when the deployed network differs or generates nothing (it runs as a test: ctest -L example).
 // Assumptions: a Llama-family folder (config.json, *.safetensors, tokenizer files) and a recipe from
 // configs/ that needs no calibration data (RTN), unless calibration.dataset points at a text file.
 //
@@ -44,8 +45,9 @@ int main(int argc, char** argv) {
     ptq::GenerationOptions options;
     options.max_new_tokens = 24;
     auto out = helper.generate(*deployed, {prompt}, options);
-    std::cout << "generated: " << tokenizer->decode(out[0], /*skip_special_tokens=*/true) << "\n";
-    return identical ? 0 : 1;
+    const std::string text = tokenizer->decode(out[0], /*skip_special_tokens=*/true);
+    std::cout << "generated: " << text << "\n";
+    return identical && !out[0].empty() ? 0 : 1;
   } catch (const std::exception& e) {
     std::cerr << "quantize_and_deploy: " << e.what() << "\n";
     return 1;

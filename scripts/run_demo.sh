@@ -20,7 +20,20 @@ echo "== model =="
 "$PTQ" inspect "$MODEL"
 echo; echo "== quantize ($CONFIG) and compare perplexity on $DATA =="
 "$PTQ" quantize --model "$MODEL" --config "$CONFIG" --out "$OUT" --eval-data "$DATA" --window 256 --max-windows 400
+# Each generation must continue its prompt: an empty continuation (a load that silently gave a broken
+# network, an immediate end-of-text) fails the job instead of passing unnoticed.
+generate() {
+  local prompt="$1"; shift
+  local text
+  text=$("$PTQ" generate --model "$OUT" --prompt "$prompt" "$@")
+  printf '%s\n' "$text"
+  local continuation="${text#"$prompt"}"
+  if [ -z "${continuation//[[:space:]]/}" ]; then
+    echo "run_demo.sh: the quantized checkpoint generated no text after \"$prompt\"" >&2
+    exit 1
+  fi
+}
 echo; echo "== generation with the quantized checkpoint (greedy) =="
-"$PTQ" generate --model "$OUT" --prompt "It was a dark and stormy night, and" -n 48
+generate "It was a dark and stormy night, and" -n 48
 echo; echo "== generation (sampled, temperature 0.8, top-p 0.95) =="
-"$PTQ" generate --model "$OUT" --prompt "The old man looked at the sea" -n 48 -t 0.8 --top-p 0.95 --seed 1
+generate "The old man looked at the sea" -n 48 -t 0.8 --top-p 0.95 --seed 1
