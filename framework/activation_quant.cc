@@ -5,14 +5,12 @@
 #include <cmath>
 
 #include "framework/error.h"
+#include "framework/int8_codes.h"
 #include "framework/quantized_weight.h"
 #include "framework/torch_format.h"
 
 namespace ptq {
 namespace {
-
-constexpr double kQmin = -128.0;
-constexpr double kQmax = 127.0;
 
 void check_activation(const torch::Tensor& x, const char* what) {
   PTQ_CHECK(x.defined(), "{}: activation tensor is undefined", what);
@@ -22,21 +20,18 @@ void check_activation(const torch::Tensor& x, const char* what) {
             x.scalar_type());
 }
 
-// A zero scale (all-zero row or range) becomes 1: the codes are then 0 and dequantize to exact zeros.
-torch::Tensor nonzero_scale(const torch::Tensor& s) { return torch::where(s.eq(0), torch::ones_like(s), s); }
-
 torch::Tensor codes(const torch::Tensor& xf, const torch::Tensor& s, const torch::Tensor& z) {
   auto t = xf / s;
   if (z.defined()) t = t + z.to(torch::kFloat32);
-  return t.round().clamp(kQmin, kQmax).to(torch::kInt8);
+  return t.round().clamp(kInt8CodeMin, kInt8CodeMax).to(torch::kInt8);
 }
 
 // Asymmetric parameters of ranges lo <= 0 <= hi (float32 tensors of one shape).
 void asymmetric_params(torch::Tensor lo, torch::Tensor hi, torch::Tensor* s, torch::Tensor* z) {
   lo = lo.clamp_max(0);
   hi = hi.clamp_min(0);
-  *s = nonzero_scale(div_exact(hi - lo, kQmax - kQmin));
-  *z = (kQmin - lo / *s).clamp(kQmin, kQmax).round().to(torch::kInt32);
+  *s = nonzero_scale(div_exact(hi - lo, kInt8CodeMax - kInt8CodeMin));
+  *z = (kInt8CodeMin - lo / *s).clamp(kInt8CodeMin, kInt8CodeMax).round().to(torch::kInt32);
 }
 
 }  // namespace
@@ -53,7 +48,7 @@ QuantizedActivation quantize_per_token_int8(const torch::Tensor& x, bool symmetr
   auto xf = x.to(torch::kFloat32);
   QuantizedActivation out;
   if (symmetric) {
-    out.scale = nonzero_scale(div_exact(xf.abs().amax(-1, /*keepdim=*/true), kQmax));
+    out.scale = nonzero_scale(div_exact(xf.abs().amax(-1, /*keepdim=*/true), kInt8CodeMax));
   } else {
     asymmetric_params(xf.amin(-1, true), xf.amax(-1, true), &out.scale, &out.zero_point);
   }
@@ -75,7 +70,7 @@ QuantizedActivation quantize_per_tensor_int8(const torch::Tensor& x, const torch
     PTQ_CHECK(zero_point.numel() == 1, "quantize_per_tensor_int8: input zero point must hold one value, got shape {}",
               zero_point.sizes());
     const double z = zero_point.to(torch::kFloat64).item<double>();
-    PTQ_CHECK(z == std::round(z) && z >= kQmin && z <= kQmax,
+    PTQ_CHECK(z == std::round(z) && z >= kInt8CodeMin && z <= kInt8CodeMax,
               "quantize_per_tensor_int8: input zero point {} must be an integer in [-128, 127]", z);
     out.zero_point = zero_point.to(x.device(), torch::kInt32).reshape({});
   }
@@ -99,7 +94,7 @@ ActivationQParams static_activation_qparams(double lo, double hi, bool symmetric
   auto lo_t = torch::scalar_tensor(lo, f32), hi_t = torch::scalar_tensor(hi, f32);
   ActivationQParams p;
   if (symmetric) {
-    p.scale = nonzero_scale(div_exact(torch::max(lo_t.abs(), hi_t.abs()), kQmax));
+    p.scale = nonzero_scale(div_exact(torch::max(lo_t.abs(), hi_t.abs()), kInt8CodeMax));
   } else {
     asymmetric_params(lo_t, hi_t, &p.scale, &p.zero_point);
   }

@@ -79,13 +79,13 @@ void Algorithm::convert(CausalLM& net) {
 
 namespace {
 
-struct Registry {
+struct AlgorithmRegistry {
   std::mutex mutex;
   std::vector<AlgorithmInfo> entries;  // registration order
 };
 
-Registry& registry() {
-  static Registry r;
+AlgorithmRegistry& algorithm_registry() {
+  static AlgorithmRegistry r;
   return r;
 }
 
@@ -94,7 +94,7 @@ Registry& registry() {
 void register_algorithm(AlgorithmInfo info) {
   PTQ_CHECK(!info.name.empty(), "register_algorithm: the name is empty");
   PTQ_CHECK(static_cast<bool>(info.factory), "register_algorithm(\"{}\"): no factory", info.name);
-  Registry& r = registry();
+  AlgorithmRegistry& r = algorithm_registry();
   std::lock_guard<std::mutex> lock(r.mutex);
   for (auto& entry : r.entries) {
     if (entry.name != info.name) continue;
@@ -105,7 +105,7 @@ void register_algorithm(AlgorithmInfo info) {
 }
 
 bool unregister_algorithm(const std::string& name) {
-  Registry& r = registry();
+  AlgorithmRegistry& r = algorithm_registry();
   std::lock_guard<std::mutex> lock(r.mutex);
   for (auto it = r.entries.begin(); it != r.entries.end(); ++it) {
     if (it->name != name) continue;
@@ -116,7 +116,7 @@ bool unregister_algorithm(const std::string& name) {
 }
 
 std::vector<AlgorithmInfo> available_algorithms() {
-  Registry& r = registry();
+  AlgorithmRegistry& r = algorithm_registry();
   std::lock_guard<std::mutex> lock(r.mutex);
   return r.entries;
 }

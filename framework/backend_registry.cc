@@ -18,7 +18,7 @@ namespace ptq {
 namespace {
 
 std::mutex g_mutex;
-std::vector<std::shared_ptr<Backend>>& registry() {
+std::vector<std::shared_ptr<Backend>>& backend_list() {
   static std::vector<std::shared_ptr<Backend>> backends;
   return backends;
 }
@@ -34,7 +34,7 @@ bool env_truthy(const char* value) {
 }
 
 std::shared_ptr<Backend> find_locked(const std::string& name) {
-  for (const auto& b : registry()) {
+  for (const auto& b : backend_list()) {
     if (b->name() == name) return b;
   }
   return nullptr;
@@ -42,7 +42,7 @@ std::shared_ptr<Backend> find_locked(const std::string& name) {
 
 std::string names_locked() {
   std::string names;
-  for (const auto& b : registry()) names += (names.empty() ? "" : ", ") + b->name();
+  for (const auto& b : backend_list()) names += (names.empty() ? "" : ", ") + b->name();
   return names.empty() ? "none" : names;
 }
 
@@ -139,7 +139,7 @@ void register_backend(std::shared_ptr<Backend> backend) {
   const std::string name = backend->name();
   PTQ_CHECK(!name.empty() && name != "auto", "register_backend: '{}' is not a valid backend name", name);
   std::lock_guard<std::mutex> lock(g_mutex);
-  auto& list = registry();
+  auto& list = backend_list();
   for (auto& existing : list) {
     if (existing->name() == name) {
       existing = std::move(backend);
@@ -151,7 +151,7 @@ void register_backend(std::shared_ptr<Backend> backend) {
 
 bool unregister_backend(const std::string& name) {
   std::lock_guard<std::mutex> lock(g_mutex);
-  auto& list = registry();
+  auto& list = backend_list();
   auto it = std::find_if(list.begin(), list.end(), [&](const auto& b) { return b->name() == name; });
   if (it == list.end()) return false;
   list.erase(it);
@@ -166,7 +166,7 @@ std::shared_ptr<Backend> find_backend(const std::string& name) {
 std::vector<std::string> available_backends() {
   std::lock_guard<std::mutex> lock(g_mutex);
   std::vector<std::string> names;
-  for (const auto& b : registry()) names.push_back(b->name());
+  for (const auto& b : backend_list()) names.push_back(b->name());
   return names;
 }
 
@@ -175,7 +175,7 @@ std::shared_ptr<Backend> backend(const std::string& name) {
   if (name == "auto") {
     {
       std::lock_guard<std::mutex> lock(g_mutex);
-      for (const auto& b : registry()) {
+      for (const auto& b : backend_list()) {
         if (b->name() != kReferenceBackendName) return b;
       }
     }
@@ -216,7 +216,7 @@ BackendChoice select_backend(const std::string& requested, const Capability& cap
   std::vector<std::shared_ptr<Backend>> candidates;
   {
     std::lock_guard<std::mutex> lock(g_mutex);
-    for (const auto& b : registry()) {
+    for (const auto& b : backend_list()) {
       if (b->name() != kReferenceBackendName) candidates.push_back(b);
     }
   }

@@ -3,18 +3,15 @@
 #include <torch/torch.h>
 
 #include "framework/error.h"
+#include "framework/int8_codes.h"
 #include "framework/quantized_weight.h"
 #include "framework/torch_format.h"
 
 namespace ptq {
 namespace {
 
-constexpr double kQmax = 127.0;
-
-torch::Tensor nonzero_scale(const torch::Tensor& s) { return torch::where(s.eq(0), torch::ones_like(s), s); }
-
 torch::Tensor to_codes(const torch::Tensor& x, const torch::Tensor& scale) {
-  return (x.to(torch::kFloat32) / scale).round().clamp(-128.0, kQmax).to(torch::kInt8);
+  return (x.to(torch::kFloat32) / scale).round().clamp(kInt8CodeMin, kInt8CodeMax).to(torch::kInt8);
 }
 
 }  // namespace
@@ -59,14 +56,14 @@ torch::Tensor normalize_kv_scale(const torch::Tensor& scale, int64_t kv_heads, i
 }
 
 torch::Tensor kv_scale_from_absmax(const torch::Tensor& absmax) {
-  return nonzero_scale(div_exact(absmax.to(torch::kFloat32).abs(), kQmax));
+  return nonzero_scale(div_exact(absmax.to(torch::kFloat32).abs(), kInt8CodeMax));
 }
 
 KVCodes quantize_kv(const torch::Tensor& x, KVQuantMode mode, const torch::Tensor& static_scale) {
   if (mode == KVQuantMode::kStaticPerChannel) {
     return {to_codes(x, static_scale.unsqueeze(1)), torch::Tensor()};  // [Hkv, D] over [B, Hkv, T, D]
   }
-  auto s = nonzero_scale(div_exact(x.to(torch::kFloat32).abs().amax(-1), kQmax));  // [B, Hkv, T]
+  auto s = nonzero_scale(div_exact(x.to(torch::kFloat32).abs().amax(-1), kInt8CodeMax));  // [B, Hkv, T]
   return {to_codes(x, s.unsqueeze(-1)), s};
 }
 

@@ -104,6 +104,10 @@ class SafetensorsFile {
   std::map<std::string, std::string> metadata_;
 };
 
+// The file names of a checkpoint folder's tensors (Hugging Face's): one file, or shards and their index.
+inline constexpr const char* kSafetensorsSingleFile = "model.safetensors";
+inline constexpr const char* kSafetensorsIndexFile = "model.safetensors.index.json";
+
 // The tensors of a checkpoint: a folder holding model.safetensors.index.json (weight_map: tensor ->
 // shard file) or model.safetensors, a single .safetensors file, or an index file. Same queries as
 // SafetensorsFile, across shards. Cheap to copy (files are shared).

@@ -13,9 +13,6 @@ namespace ptq {
 namespace fs = std::filesystem;
 namespace {
 
-constexpr const char* kIndexName = "model.safetensors.index.json";
-constexpr const char* kSingleName = "model.safetensors";
-
 bool ends_with(const std::string& text, const std::string& suffix) {
   return text.size() >= suffix.size() &&
          text.compare(text.size() - suffix.size(), suffix.size(), suffix) == 0;
@@ -41,17 +38,17 @@ TensorStore TensorStore::open(const fs::path& path) {
     fs::path single = path;
     fs::path index;
     if (fs::is_directory(path)) {
-      if (fs::exists(path / kIndexName)) {
-        index = path / kIndexName;
+      if (fs::exists(path / kSafetensorsIndexFile)) {
+        index = path / kSafetensorsIndexFile;
       } else {
-        single = path / kSingleName;
+        single = path / kSafetensorsSingleFile;
         if (!fs::exists(single)) {
           std::vector<std::string> found;
           for (const auto& entry : fs::directory_iterator(path))
             if (entry.path().extension() == ".safetensors")
               found.push_back(entry.path().filename().string());
           std::sort(found.begin(), found.end());
-          fail("{}: holds neither {} nor {}{}", path.string(), kIndexName, kSingleName,
+          fail("{}: holds neither {} nor {}{}", path.string(), kSafetensorsIndexFile, kSafetensorsSingleFile,
                found.empty() ? std::string(" (and no .safetensors file)")
                              : fmt::format(" (it has {}, e.g. {}: open that file directly)",
                                            found.size(), found[0]));

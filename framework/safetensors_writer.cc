@@ -25,9 +25,6 @@ namespace ptq {
 namespace fs = std::filesystem;
 namespace {
 
-constexpr const char* kIndexName = "model.safetensors.index.json";
-constexpr const char* kSingleName = "model.safetensors";
-
 // A tensor as it will be written: contiguous CPU memory with a safetensors dtype.
 torch::Tensor prepare_tensor(const std::string& where, const std::string& name,
                              const torch::Tensor& tensor) {
@@ -322,7 +319,7 @@ std::vector<fs::path> SafetensorsShardWriter::finish() {
   std::vector<fs::path> written;
   std::set<std::string> keep;
   if (count == 1) {
-    written.push_back(folder_ / kSingleName);
+    written.push_back(folder_ / kSafetensorsSingleFile);
   } else {
     for (size_t i = 0; i < count; ++i) written.push_back(folder_ / shard_name(i + 1, count));
   }
@@ -337,16 +334,16 @@ std::vector<fs::path> SafetensorsShardWriter::finish() {
     for (size_t i = 0; i < count; ++i)
       for (const auto& name : shard_names_[i])
         index["weight_map"][name] = written[i].filename().string();
-    index_temporary = temporary_file_path(folder_ / kIndexName);
+    index_temporary = temporary_file_path(folder_ / kSafetensorsIndexFile);
     write_file(index_temporary, index.dump(2) + "\n", {});
   }
   try {
     // Shards first, the index last: a reader that finds the new index finds every shard it names.
     for (size_t i = 0; i < count; ++i) commit_file(temp_shards_[i], written[i]);
     if (count > 1) {
-      commit_file(index_temporary, folder_ / kIndexName);
-      written.push_back(folder_ / kIndexName);
-      keep.insert(kIndexName);
+      commit_file(index_temporary, folder_ / kSafetensorsIndexFile);
+      written.push_back(folder_ / kSafetensorsIndexFile);
+      keep.insert(kSafetensorsIndexFile);
     }
   } catch (...) {
     if (!index_temporary.empty()) ::unlink(index_temporary.c_str());
@@ -359,7 +356,7 @@ std::vector<fs::path> SafetensorsShardWriter::finish() {
   std::vector<fs::path> stale;
   for (const auto& entry : fs::directory_iterator(folder_)) {
     const std::string name = entry.path().filename().string();
-    const bool ours = name == kSingleName || name == kIndexName || is_shard_name(name);
+    const bool ours = name == kSafetensorsSingleFile || name == kSafetensorsIndexFile || is_shard_name(name);
     if (ours && keep.count(name) == 0) stale.push_back(entry.path());
   }
   for (const auto& path : stale) {

@@ -5,6 +5,7 @@
 #include <mutex>
 #include <random>
 
+#include "framework/error.h"
 #include "network_helpers/llama/random_model.h"
 #include "test_util.h"
 
@@ -29,6 +30,15 @@ TinyNet tiny_net() {
   return t;
 }
 
+PTQConfig config_from(const nlohmann::json& recipe) { return PTQConfig::from_json(recipe, "test config"); }
+
+torch::Tensor random_word_ids(NetworkHelper& helper, unsigned seed, int64_t count, int64_t length) {
+  std::vector<int64_t> ids = helper.create_tokenizer()->encode(random_words(seed, 200), false);
+  PTQ_CHECK(int64_t(ids.size()) >= count * length, "random_word_ids: {} ids, {} x {} asked", ids.size(), count, length);
+  ids.resize(count * length);
+  return torch::tensor(ids).view({count, length});
+}
+
 std::string random_words(unsigned seed, int words) {
   std::mt19937 rng(seed);
   std::uniform_int_distribution<int> letter('a', 'z'), length(1, 8);
@@ -49,6 +59,58 @@ std::string random_words_file(const std::string& name, unsigned seed, int words)
   const auto file = temp_dir(name) / "calibration.txt";
   std::ofstream(file) << random_words(seed, words);
   return written[name] = file.string();
+}
+
+namespace {
+
+// Protocol-buffer wire format, just what a ModelProto needs (field numbers: sentencepiece_model.proto).
+std::string varint(uint64_t value) {
+  std::string out;
+  do {
+    uint8_t byte = value & 0x7f;
+    value >>= 7;
+    out.push_back(static_cast<char>(value != 0 ? byte | 0x80 : byte));
+  } while (value != 0);
+  return out;
+}
+std::string varint_field(int field, uint64_t value) { return varint(uint64_t(field) << 3 | 0) + varint(value); }
+std::string bytes_field(int field, const std::string& bytes) {
+  return varint(uint64_t(field) << 3 | 2) + varint(bytes.size()) + bytes;
+}
+std::string float_field(int field, float value) {
+  std::string out = varint(uint64_t(field) << 3 | 5);
+  out.append(reinterpret_cast<const char*>(&value), sizeof value);  // little-endian, as x86-64 stores it
+  return out;
+}
+
+}  // namespace
+
+std::filesystem::path tiny_sentencepiece_model() {
+  static const std::filesystem::path file = [] {
+    enum Type { kNormal = 1, kUnknown = 2, kControl = 3 };
+    struct Piece {
+      std::string text;
+      float score;
+      Type type;
+    };
+    std::vector<Piece> pieces = {{"<unk>", 0, kUnknown}, {"<s>", 0, kControl}, {"</s>", 0, kControl}};
+    // BPE merges the adjacent pair whose union scores highest: ▁h, ll, ▁he, llo, ▁hello; ▁w, or, ld, ▁wor...
+    const std::string space = "\xe2\x96\x81";  // "▁", sentencepiece's word-start mark
+    const std::vector<std::string> merges = {space + "h", "ll", space + "he", "llo", space + "hello",
+                                             space + "w", "or", "ld", space + "wor", space + "world"};
+    for (size_t i = 0; i < merges.size(); ++i) pieces.push_back({merges[i], -1.0f - float(i), kNormal});
+    pieces.push_back({space, -20, kNormal});
+    for (char c : std::string("dehlorw")) pieces.push_back({std::string(1, c), -30.0f - float(c - 'a'), kNormal});
+    std::string model;
+    for (const Piece& p : pieces)
+      model += bytes_field(1, bytes_field(1, p.text) + float_field(2, p.score) + varint_field(3, p.type));
+    model += bytes_field(2, varint_field(3, /*model_type BPE*/ 2));
+    model += bytes_field(3, bytes_field(1, "identity"));
+    const auto path = temp_dir("tiny_sentencepiece") / "tokenizer.model";
+    std::ofstream(path, std::ios::binary) << model;
+    return path;
+  }();
+  return file;
 }
 
 double relative_difference(const torch::Tensor& a, const torch::Tensor& b) {

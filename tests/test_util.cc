@@ -1,5 +1,6 @@
 #include "test_util.h"
 
+#include <fmt/format.h>
 #include <ptq/build_config.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -100,6 +101,20 @@ CommandResult run_command(const std::string& command) {
   err << std::ifstream(err_file).rdbuf();
   result.err = err.str();
   return result;
+}
+
+::testing::AssertionResult contains(const std::string& text, const std::string& part) {
+  if (text.find(part) != std::string::npos) return ::testing::AssertionSuccess();
+  return ::testing::AssertionFailure() << "\"" << text << "\"\ndoes not contain\n\"" << part << "\"";
+}
+
+CommandResult run_ptq(const std::string& arguments) {
+#ifdef PTQ_TEST_PTQ_BINARY
+  return run_command(fmt::format("'{}' --threads 1 {}", PTQ_TEST_PTQ_BINARY, arguments));
+#else
+  ADD_FAILURE() << "this test program was built without PTQ_TEST_PTQ_BINARY (tests/CMakeLists.txt)";
+  return {};
+#endif
 }
 
 }  // namespace ptq::testing

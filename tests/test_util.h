@@ -26,6 +26,9 @@ std::string error_of(const std::function<void()>& action);
 // Expects a ptq::Error from `action` whose message contains every one of `fragments`.
 void expect_error(const std::function<void()>& action, const std::vector<std::string>& fragments);
 
+// Whether `text` contains `part`; the failure message shows both.
+::testing::AssertionResult contains(const std::string& text, const std::string& part);
+
 // A file's bytes; writing replaces the file.
 std::string read_bytes(const std::filesystem::path& path);
 void write_bytes(const std::filesystem::path& path, const std::string& bytes);
@@ -42,8 +45,13 @@ struct CommandResult {
 };
 // Runs `command` through /bin/sh, capturing stdout and stderr separately (CLI tests of the ptq binary).
 CommandResult run_command(const std::string& command);
+// Runs the ptq binary of this build (PTQ_TEST_PTQ_BINARY, tests/CMakeLists.txt) as
+// `ptq --threads 1 ARGUMENTS` (one thread: test processes run side by side under ctest -j).
+CommandResult run_ptq(const std::string& arguments);
 
 }  // namespace ptq::testing
+
+#define EXPECT_CONTAINS(text, part) EXPECT_TRUE(::ptq::testing::contains(text, part))
 
 // Skips the current test with a clear message when ../shared/data is absent.
 #define PTQ_REQUIRE_SHARED_DATA()                                                                   \

@@ -10,6 +10,7 @@
 //   values   per position: 16-channel chunks of its codes, converted once, FMA'd into <= 4 rows x 4 chunks
 //            of accumulators (64 channels); the static value scale and 1 / sum are applied at the end.
 #include "backends/cpu/kv_attention_avx512.h"
+#include "backends/cpu/tiling.h"
 
 #include <immintrin.h>
 
@@ -20,8 +21,6 @@ namespace ptq::cpu {
 namespace {
 
 constexpr float kLowest = std::numeric_limits<float>::lowest();  // the reference's masked-score fill
-
-int64_t round_up(int64_t v, int64_t m) { return (v + m - 1) / m * m; }
 
 inline __mmask16 first_lanes(int64_t n) {
   return n >= 16 ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>((1u << n) - 1u);

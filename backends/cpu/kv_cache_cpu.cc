@@ -10,16 +10,12 @@
 
 #include "backends/cpu/cpu_features.h"
 #include "backends/cpu/kv_attention_avx512.h"
+#include "backends/cpu/tiling.h"
 #include "framework/error.h"
 #include "framework/log.h"
 #include "framework/torch_format.h"
 
 namespace ptq::cpu {
-namespace {
-
-int64_t round_up(int64_t v, int64_t m) { return (v + m - 1) / m * m; }
-
-}  // namespace
 
 Support int8_kv_attention_supports(const KVQuantParams& params) {
   if (!has_avx512())

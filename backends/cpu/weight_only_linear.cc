@@ -10,6 +10,7 @@
 
 #include "backends/cpu/cpu_features.h"
 #include "backends/cpu/weight_only_avx512.h"
+#include "backends/cpu/tiling.h"
 #include "framework/error.h"
 #include "framework/torch_format.h"
 
@@ -21,8 +22,6 @@ constexpr int64_t kGroupQuantum = 16;  // groups must be whole 16-column chunks
 // Default of weight_only_small_m_limit(): no limit. Measured on this machine (docs/PERFORMANCE.md), the
 // AVX-512 kernel beats dequantize + torch::linear (OpenBLAS) at every M up to 512.
 constexpr int64_t kSmallMLimit = std::numeric_limits<int64_t>::max();
-
-int64_t round_up(int64_t v, int64_t m) { return (v + m - 1) / m * m; }
 
 // compressed-tensors int4 words [N, ceil(K / 8)] (column c: word c / 8, nibble c % 8, stored unsigned q + 8)
 // -> the layout of weight_only_avx512.h as int32 words [N, Kp / 8]: word i of superblock b holds column

@@ -25,7 +25,7 @@ namespace fs = std::filesystem;
 using testing::TinyNet;
 using testing::tiny_net;
 
-PTQConfig config_from(const nlohmann::json& j) { return PTQConfig::from_json(j, "test config"); }
+using testing::config_from;
 
 torch::Tensor some_ids() { return torch::tensor(std::vector<int64_t>{5, 17, 42, 99, 3, 250, 7, 8, 100, 31}).unsqueeze(0); }
 

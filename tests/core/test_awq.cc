@@ -19,7 +19,7 @@ using testing::relative_difference;
 using testing::TinyNet;
 using testing::tiny_net;
 
-std::string calibration_file() { return testing::random_words_file("awq", 21); }
+std::string awq_calibration_file() { return testing::random_words_file("awq", 21); }
 
 // Weight-only W`bits` g32 asymmetric (32 divides the tiny model's 64 and 160), AWQ or not.
 PTQConfig weight_only(int bits, bool awq, const nlohmann::json& extra = nlohmann::json::object()) {
@@ -29,24 +29,20 @@ PTQConfig weight_only(int bits, bool awq, const nlohmann::json& extra = nlohmann
                       {"group_size", 32},
                       {"weight_symmetric", false},
                       {"outliers_suppression", awq ? "awq" : "none"},
-                      {"calibration", {{"dataset", calibration_file()}, {"samples", 8}, {"seq_len", 32}}}};
+                      {"calibration", {{"dataset", awq_calibration_file()}, {"samples", 8}, {"seq_len", 32}}}};
   j.merge_patch(extra);
   return PTQConfig::from_json(j, "test config");
 }
 
 // Held-out sequences of the calibration distribution, [4, 24].
-torch::Tensor heldout_ids(NetworkHelper& helper) {
-  std::vector<int64_t> ids = helper.create_tokenizer()->encode(testing::random_words(22, 200), false);
-  ids.resize(4 * 24);
-  return torch::tensor(ids).view({4, 24});
-}
+torch::Tensor awq_heldout_ids(NetworkHelper& helper) { return testing::random_word_ids(helper, 22, 4, 24); }
 
 // Relative logits error of the network quantized with `config` (optionally with outliers injected
 // first) against the float logits.
 double quantized_error(const PTQConfig& config, bool outliers) {
   TinyNet t = tiny_net();
   torch::NoGradGuard no_grad;
-  const torch::Tensor ids = heldout_ids(*t.helper);
+  const torch::Tensor ids = awq_heldout_ids(*t.helper);
   const torch::Tensor reference = t.net->forward(ids);
   if (outliers) inject_outliers(*t.net, *t.helper, {4, 20.0, 0});
   PTQ algo(config);
@@ -84,7 +80,7 @@ TEST(AwqClipSearch, MatchesABruteForceSearch) {
 TEST(Awq, ScalingAlonePreservesTheFloatFunction) {
   TinyNet t = tiny_net();
   torch::NoGradGuard no_grad;
-  const torch::Tensor ids = heldout_ids(*t.helper);
+  const torch::Tensor ids = awq_heldout_ids(*t.helper);
   const torch::Tensor before = t.net->forward(ids);
   inject_outliers(*t.net, *t.helper, {4, 20.0, 0});  // so the search has a reason to scale
   auto* llama = dynamic_cast<LlamaForCausalLM*>(t.net.get());

@@ -29,7 +29,7 @@ using json = nlohmann::json;
 
 // ---- helpers ------------------------------------------------------------------------------------
 
-PTQConfig config_from(const json& j) { return PTQConfig::from_json(j, "test config"); }
+using testing::config_from;
 
 const json kW8A16 = {{"weight_quant_dtype", "int8"}, {"weight_quant_granularity", "per_channel"}};
 const json kW4A16G32Asym = {{"weight_quant_dtype", "int4"},

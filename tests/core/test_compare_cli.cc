@@ -23,12 +23,9 @@ namespace fs = std::filesystem;
 using nlohmann::json;
 using testing::CommandResult;
 
-bool contains(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
-#define EXPECT_CONTAINS(text, part) EXPECT_PRED2(contains, text, part)
 
-CommandResult run_ptq(const std::string& arguments) {
-  return testing::run_command(fmt::format("'{}' --threads 1 {}", PTQ_TEST_PTQ_BINARY, arguments));
-}
+using testing::contains;
+using testing::run_ptq;
 
 // configs/<base>.json with `changes` merged, written as <name>.json (the recipe's row name).
 std::string recipe(const std::string& base, const std::string& name, const json& changes) {

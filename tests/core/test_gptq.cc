@@ -31,14 +31,10 @@ using testing::random_words;
 using testing::relative_difference;
 using testing::spec;
 
-std::string calibration_file() { return testing::random_words_file("gptq", 11); }
+std::string gptq_calibration_file() { return testing::random_words_file("gptq", 11); }
 
 // Held-out text like the calibration text (GPTQ fits the calibration distribution), [4, 48].
-torch::Tensor heldout_ids(NetworkHelper& helper) {
-  std::vector<int64_t> ids = helper.create_tokenizer()->encode(random_words(12, 200), false);
-  ids.resize(4 * 48);
-  return torch::tensor(ids).view({4, 48});
-}
+torch::Tensor gptq_heldout_ids(NetworkHelper& helper) { return testing::random_word_ids(helper, 12, 4, 48); }
 
 // W4A16 g32 asymmetric (32 divides the tiny model's 64 and 160), GPTQ with `gptq_args` on top.
 PTQConfig w4_gptq(const nlohmann::json& gptq_args = nlohmann::json::object(), bool gptq = true) {
@@ -50,7 +46,7 @@ PTQConfig w4_gptq(const nlohmann::json& gptq_args = nlohmann::json::object(), bo
       {"weight_symmetric", false},
       {"precision_recovery", gptq ? "gptq" : "none"},
       {"algo_args", {{"gptq", gptq_args.is_null() ? nlohmann::json::object() : gptq_args}}},
-      {"calibration", {{"dataset", calibration_file()}, {"samples", 8}, {"seq_len", 32}}}};
+      {"calibration", {{"dataset", gptq_calibration_file()}, {"samples", 8}, {"seq_len", 32}}}};
   return PTQConfig::from_json(j, "test config");
 }
 
@@ -231,7 +227,7 @@ TEST(GptqQuantize, BadInputsAreErrorsNamingTheLayer) {
 double logits_error(const PTQConfig& config, QuantizationReport* report = nullptr) {
   TinyNet t = tiny_net();
   torch::NoGradGuard no_grad;
-  const torch::Tensor ids = heldout_ids(*t.helper);
+  const torch::Tensor ids = gptq_heldout_ids(*t.helper);
   const torch::Tensor reference = t.net->forward(ids);
   PTQ algo(config);
   algo.apply(*t.net, *t.helper);
@@ -277,7 +273,7 @@ TEST(Gptq, QuantizesTrueSequentiallyWithInputsRecomputedAfterEachGroup) {
   TinyNet staged = tiny_net(), by_hand = tiny_net();
   torch::NoGradGuard no_grad;
   const torch::Tensor tokens = sample_calibration_tokens(
-      calibration_file(), *staged.helper->create_tokenizer(), config.calibration);
+      gptq_calibration_file(), *staged.helper->create_tokenizer(), config.calibration);
   QuantizationReport report;
   LayerwiseOptions layerwise;
   layerwise.tokens = tokens;

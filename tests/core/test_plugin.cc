@@ -24,10 +24,8 @@ namespace ptq {
 namespace {
 namespace fs = std::filesystem;
 
-bool contains(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
-#define EXPECT_CONTAINS(text, part) EXPECT_PRED2(contains, text, part)
 
-std::string load_error(const fs::path& path) {
+std::string plugin_load_error(const fs::path& path) {
   try {
     load_plugin(path);
   } catch (const Error& e) {
@@ -39,7 +37,7 @@ std::string load_error(const fs::path& path) {
 // ---- loading --------------------------------------------------------------------------------------
 
 TEST(PluginLoad, MissingFileIsNamed) {
-  const std::string error = load_error("/nonexistent/libnothing.so");
+  const std::string error = plugin_load_error("/nonexistent/libnothing.so");
   EXPECT_CONTAINS(error, "/nonexistent/libnothing.so");
   EXPECT_CONTAINS(error, "no such file");
 }
@@ -47,7 +45,7 @@ TEST(PluginLoad, MissingFileIsNamed) {
 TEST(PluginLoad, TextFileIsNotASharedLibrary) {
   const fs::path path = testing::temp_dir("plugin_text") / "notes.so";
   std::ofstream(path) << "this is not an ELF file\n";
-  const std::string error = load_error(path);
+  const std::string error = plugin_load_error(path);
   EXPECT_CONTAINS(error, path.string());
   EXPECT_CONTAINS(error, "not a loadable shared library");
   // dlerror's own words follow (glibc: "invalid ELF header" or "file too short").
@@ -55,21 +53,21 @@ TEST(PluginLoad, TextFileIsNotASharedLibrary) {
 }
 
 TEST(PluginLoad, SharedLibraryWithoutTheSymbols) {
-  const std::string error = load_error(PTQ_TEST_PLUGIN_NO_SYMBOLS);
+  const std::string error = plugin_load_error(PTQ_TEST_PLUGIN_NO_SYMBOLS);
   EXPECT_CONTAINS(error, PTQ_TEST_PLUGIN_NO_SYMBOLS);
   EXPECT_CONTAINS(error, "ptq_plugin_api_version");
   EXPECT_CONTAINS(error, "PTQ_PLUGIN");
 }
 
 TEST(PluginLoad, VersionMismatchSaysRebuild) {
-  const std::string error = load_error(PTQ_TEST_PLUGIN_WRONG_VERSION);
+  const std::string error = plugin_load_error(PTQ_TEST_PLUGIN_WRONG_VERSION);
   EXPECT_CONTAINS(error, PTQ_TEST_PLUGIN_WRONG_VERSION);
   EXPECT_CONTAINS(error, fmt::format("version {}", kPluginApiVersion + 1000));
   EXPECT_CONTAINS(error, "rebuild");
 }
 
 TEST(PluginLoad, ThrowingInitIsReportedAndNotRecorded) {
-  const std::string error = load_error(PTQ_TEST_PLUGIN_THROWING_INIT);
+  const std::string error = plugin_load_error(PTQ_TEST_PLUGIN_THROWING_INIT);
   EXPECT_CONTAINS(error, PTQ_TEST_PLUGIN_THROWING_INIT);
   EXPECT_CONTAINS(error, "fake plugin init failure");
   for (const auto& info : loaded_plugins()) EXPECT_NE(info.path, fs::canonical(PTQ_TEST_PLUGIN_THROWING_INIT));
@@ -212,9 +210,7 @@ TEST_F(PluginRtnMse, BadArgsNameTheKey) {
 
 using testing::CommandResult;
 
-CommandResult run_ptq(const std::string& arguments) {
-  return testing::run_command(fmt::format("'{}' {}", PTQ_TEST_PTQ_BINARY, arguments));
-}
+using testing::run_ptq;
 
 fs::path write_config(const std::string& rounding) {
   const fs::path path = testing::temp_dir("plugin_cli_config_" + rounding) / "config.json";

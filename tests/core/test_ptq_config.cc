@@ -21,21 +21,8 @@ namespace fs = std::filesystem;
 using nlohmann::json;
 
 // The message of the ptq::Error that `action` throws ("" and a test failure when it throws none).
-std::string error_of(const std::function<void()>& action) {
-  try {
-    action();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  ADD_FAILURE() << "expected a ptq::Error";
-  return "";
-}
-
-::testing::AssertionResult contains(const std::string& text, const std::string& part) {
-  if (text.find(part) != std::string::npos) return ::testing::AssertionSuccess();
-  return ::testing::AssertionFailure()
-         << "\"" << text << "\"\ndoes not contain\n\"" << part << "\"";
-}
+using testing::contains;
+using testing::error_of;
 
 std::string load_error(const json& config) {
   return error_of([&] { PTQConfig::from_json(config, "cfg.json"); });

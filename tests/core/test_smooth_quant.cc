@@ -26,14 +26,14 @@ using testing::TinyNet;
 using testing::tiny_net;
 using testing::relative_difference;
 
-std::string calibration_file() { return testing::random_words_file("smooth_quant", 7); }
+std::string smooth_quant_calibration_file() { return testing::random_words_file("smooth_quant", 7); }
 
-// A W8A8 config calibrated on calibration_file(); `extra` keys on top.
+// A W8A8 config calibrated on smooth_quant_calibration_file(); `extra` keys on top.
 PTQConfig w8a8(const nlohmann::json& extra = nlohmann::json::object()) {
   nlohmann::json j = {{"backend", "reference"},
                       {"act_quant_dtype", "int8"},
                       {"act_quant_granularity", "per_tensor"},
-                      {"calibration", {{"dataset", calibration_file()}, {"samples", 8}, {"seq_len", 32}}}};
+                      {"calibration", {{"dataset", smooth_quant_calibration_file()}, {"samples", 8}, {"seq_len", 32}}}};
   j.merge_patch(extra);
   return PTQConfig::from_json(j, "test config");
 }
@@ -42,7 +42,7 @@ PTQConfig w8a8(const nlohmann::json& extra = nlohmann::json::object()) {
 // are only meant for inputs like the calibration data): 4 x 24 tokens from the file's end.
 torch::Tensor eval_ids() {
   static const torch::Tensor ids = [] {
-    std::ifstream in(calibration_file());
+    std::ifstream in(smooth_quant_calibration_file());
     const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
     LlamaNetworkHelper helper(testing::tiny_model_dir());
     const std::vector<int64_t> all = helper.create_tokenizer()->encode(text, /*add_special_tokens=*/false);

@@ -64,7 +64,7 @@ std::string read_text(const fs::path& path) {
 }
 
 // Runs ptq to completion; returns the exit status and fills `output`.
-int run_ptq(const std::vector<std::string>& arguments, const fs::path& log, std::string* output = nullptr,
+int run_ptq_logged(const std::vector<std::string>& arguments, const fs::path& log, std::string* output = nullptr,
             const std::map<std::string, std::string>& env = {}) {
   Child child = start_ptq(arguments, log, env);
   int status = 0;
@@ -133,11 +133,11 @@ void expect_streamed_equals_in_memory(const fs::path& model, const fs::path& rec
   const fs::path work = testing::temp_dir("stream_equal_" + tag);
   const fs::path plain = work / "plain", streamed = work / "streamed";
   std::string output;
-  ASSERT_EQ(run_ptq({"quantize", "-m", model.string(), "-c", recipe.string(), "-o", plain.string()}, work / "plain.log",
+  ASSERT_EQ(run_ptq_logged({"quantize", "-m", model.string(), "-c", recipe.string(), "-o", plain.string()}, work / "plain.log",
                     &output),
             0)
       << output;
-  ASSERT_EQ(run_ptq({"quantize", "--stream", "-m", model.string(), "-c", recipe.string(), "-o", streamed.string()},
+  ASSERT_EQ(run_ptq_logged({"quantize", "--stream", "-m", model.string(), "-c", recipe.string(), "-o", streamed.string()},
                     work / "streamed.log", &output),
             0)
       << output;
@@ -198,7 +198,7 @@ TEST(StreamQuantize, ResumesAfterSigkillBitIdentical) {
   const fs::path work = testing::temp_dir("stream_resume");
   const fs::path reference = work / "reference", out = work / "out";
   std::string output;
-  ASSERT_EQ(run_ptq({"quantize", "-m", model.string(), "-c", recipe.string(), "-o", reference.string()},
+  ASSERT_EQ(run_ptq_logged({"quantize", "-m", model.string(), "-c", recipe.string(), "-o", reference.string()},
                     work / "reference.log", &output),
             0)
       << output;
@@ -215,7 +215,7 @@ TEST(StreamQuantize, ResumesAfterSigkillBitIdentical) {
 
     std::vector<std::string> resume = args;
     resume.push_back("--resume");
-    ASSERT_EQ(run_ptq(resume, work / "resumed.log", &output), 0) << output;
+    ASSERT_EQ(run_ptq_logged(resume, work / "resumed.log", &output), 0) << output;
     if (stop >= 0 && stop + 1 < 6) {
       EXPECT_NE(output.find(fmt::format("resumed at layer {}", stop + 1)), std::string::npos) << output;
     } else if (stop + 1 == 6) {
@@ -236,18 +236,18 @@ TEST(StreamQuantize, ResumeRefusesADifferentJob) {
   run_and_kill_after({"quantize", "--stream", "-m", model.string(), "-c", recipe.string(), "-o", out.string()}, 1,
                      work / "killed.log");
   std::string output;
-  EXPECT_NE(run_ptq({"quantize", "--resume", "-m", model.string(), "-c", other.string(), "-o", out.string()},
+  EXPECT_NE(run_ptq_logged({"quantize", "--resume", "-m", model.string(), "-c", other.string(), "-o", out.string()},
                     work / "refused.log", &output),
             0);
   EXPECT_NE(output.find("quantized a different job"), std::string::npos) << output;
   // Nothing to resume at all:
-  EXPECT_NE(run_ptq({"quantize", "--resume", "-m", model.string(), "-c", recipe.string(), "-o",
+  EXPECT_NE(run_ptq_logged({"quantize", "--resume", "-m", model.string(), "-c", recipe.string(), "-o",
                      (work / "never_started").string()},
                     work / "nothing.log", &output),
             0);
   EXPECT_NE(output.find("nothing to resume"), std::string::npos) << output;
   // The refused resume left the record alone: the right arguments still continue it.
-  EXPECT_EQ(run_ptq({"quantize", "--resume", "-m", model.string(), "-c", recipe.string(), "-o", out.string()},
+  EXPECT_EQ(run_ptq_logged({"quantize", "--resume", "-m", model.string(), "-c", recipe.string(), "-o", out.string()},
                     work / "resumed.log", &output),
             0)
       << output;
@@ -265,14 +265,14 @@ TEST(StreamQuantize, RefusesASecondRunOnTheSameOutput) {
   ASSERT_EQ(::waitpid(first.pid, &status, WUNTRACED), first.pid);
   ASSERT_TRUE(WIFSTOPPED(status)) << read_text(work / "first.log");
   std::string output;
-  EXPECT_NE(run_ptq(args, work / "second.log", &output), 0);
+  EXPECT_NE(run_ptq_logged(args, work / "second.log", &output), 0);
   EXPECT_NE(output.find("another ptq run is writing this checkpoint"), std::string::npos) << output;
   ::kill(first.pid, SIGKILL);
   ::waitpid(first.pid, &status, 0);
   // The kill released the lock: the first run's progress continues.
   std::vector<std::string> resume = args;
   resume.push_back("--resume");
-  EXPECT_EQ(run_ptq(resume, work / "resumed.log", &output), 0) << output;
+  EXPECT_EQ(run_ptq_logged(resume, work / "resumed.log", &output), 0) << output;
   EXPECT_FALSE(fs::exists(work / "out.partial.lock"));
 }
 
@@ -284,7 +284,7 @@ TEST(StreamQuantize, ResumesAfterSigkillAtRandomInstants) {
   const fs::path work = testing::temp_dir("stream_random_kill");
   const fs::path reference = work / "reference", out = work / "out";
   std::string output;
-  ASSERT_EQ(run_ptq({"quantize", "-m", model.string(), "-c", recipe.string(), "-o", reference.string()},
+  ASSERT_EQ(run_ptq_logged({"quantize", "-m", model.string(), "-c", recipe.string(), "-o", reference.string()},
                     work / "reference.log", &output),
             0)
       << output;
@@ -304,7 +304,7 @@ TEST(StreamQuantize, ResumesAfterSigkillAtRandomInstants) {
     }
     std::vector<std::string> again = args;
     if (fs::is_regular_file(work / "out.partial" / "progress.json")) again.push_back("--resume");
-    ASSERT_EQ(run_ptq(again, work / "again.log", &output), 0) << output;
+    ASSERT_EQ(run_ptq_logged(again, work / "again.log", &output), 0) << output;
     expect_same_folders(reference, out);
   }
 }

@@ -7,7 +7,7 @@
 namespace ptq::demo {
 
 namespace {
-uint64_t pair_key(int32_t left, int32_t right) {
+uint64_t merge_key(int32_t left, int32_t right) {
   return (uint64_t(uint32_t(left)) << 32) | uint32_t(right);
 }
 }  // namespace
@@ -46,7 +46,7 @@ BpeEncoder::BpeEncoder(const BpeVocabulary& vocabulary) : tokens_(vocabulary.tok
     PTQ_CHECK(l != ids_.end() && r != ids_.end() && m != ids_.end(),
               "BPE encoder: merge {} '{} {}' uses a symbol that is not in the vocabulary", rank,
               left, right);
-    merges_.emplace(pair_key(l->second, r->second), std::make_pair(int32_t(rank), m->second));
+    merges_.emplace(merge_key(l->second, r->second), std::make_pair(int32_t(rank), m->second));
   }
 }
 
@@ -59,7 +59,7 @@ std::vector<int32_t> BpeEncoder::encode_piece(const std::string& piece) const {
     int32_t best_rank = std::numeric_limits<int32_t>::max(), merged = -1;
     size_t at = 0;
     for (size_t i = 0; i + 1 < ids.size(); ++i) {
-      auto it = merges_.find(pair_key(ids[i], ids[i + 1]));
+      auto it = merges_.find(merge_key(ids[i], ids[i + 1]));
       if (it != merges_.end() && it->second.first < best_rank) {
         best_rank = it->second.first;
         merged = it->second.second;
