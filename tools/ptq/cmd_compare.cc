@@ -20,6 +20,7 @@
 #include "framework/log.h"
 #include "framework/quantization_report.h"
 #include "framework/table.h"
+#include "framework/output_folder.h"
 #include "tools/ptq/cli_common.h"
 
 namespace ptq::cli {
@@ -34,6 +35,7 @@ struct CompareOptions {
   QuantizeCliOptions quantize;  // --calib, --backend, --inject-outliers
   std::vector<std::string> baselines;
   std::string save_dir;
+  bool force = false;  // --force: replace model folders another tool wrote under --save-dir
   std::string json_file;  // --json-file: the JSON object also written here
   bool markdown = false;
   bool json = false;
@@ -216,6 +218,9 @@ void run_compare(const CompareOptions& o, const GlobalOptions& globals) {
     recipes.emplace_back(file, load_quantize_recipe(file, o.quantize));
   }
   if (!o.quantize.inject_outliers.empty()) parse_outlier_injection(o.quantize.inject_outliers);
+  if (!o.save_dir.empty())
+    for (const auto& recipe : recipes)
+      check_output_folder(fs::path(o.save_dir) / recipe_name(recipe.first), {{o.model.model_dir}, o.force});
   std::set<std::string> baseline_bits;
   for (const std::string& baseline : o.baselines) {
     const auto found = std::find_if(recipes.begin(), recipes.end(), [&](const auto& r) {
@@ -331,7 +336,9 @@ void add_compare_command(CLI::App& app, const GlobalOptions& globals) {
                   "Recipe (config file stem, e.g. w4a16_rtn_g128) whose gap to float the others are divided by; "
                   "repeatable, one per weight bit width (each row then uses the one of its width)")
       ->allow_extra_args(false);
-  cmd->add_option("--save-dir", options->save_dir, "Also save each recipe's checkpoint to DIR/<recipe>");
+  cmd->add_option("--save-dir", options->save_dir,
+                  "Also save each recipe's checkpoint to DIR/<recipe> (each empty, absent or a ptq checkpoint)");
+  cmd->add_flag("--force", options->force, "Also replace DIR/<recipe> folders holding a model another tool wrote");
   cmd->add_flag("--markdown", options->markdown, "Print the table as GitHub Markdown (for docs)");
   cmd->add_option("--json-file", options->json_file, "Also write the JSON object to FILE (with the table on stdout)");
   cmd->add_flag("--json", options->json, "Print one JSON object (rows with ppl, change_percent, gap_ratio per data)");

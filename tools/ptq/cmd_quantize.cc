@@ -12,6 +12,7 @@
 #include "framework/quantization_report.h"
 #include "framework/table.h"
 #include "network_helpers/eval/perplexity.h"
+#include "framework/output_folder.h"
 #include "tools/ptq/cli_common.h"
 #include "tools/ptq/cmd_quantize_stream.h"
 
@@ -31,11 +32,13 @@ struct QuantizeOptions {
   bool stream = false;  // --stream: layer-streamed (tools/ptq/cmd_quantize_stream.h)
   bool resume = false;  // --resume: continue an interrupted --stream run
   bool no_float_fallback = false;  // --no-float-fallback: non-finite layer outputs are an error
+  bool force = false;  // --force: replace a model folder another tool wrote (framework/output_folder.h)
 };
 
 void run_quantize(const QuantizeOptions& o, const GlobalOptions& globals) {
   apply_runtime_options(globals, o.json);
   PTQConfig config = load_quantize_recipe(o.config, o.quantize);
+  check_output_folder(o.out, {{o.model.model_dir}, o.force});
   if (o.stream || o.resume) {
     PTQ_CHECK(o.quantize.inject_outliers.empty() && o.eval_data.empty(),
               "--stream/--resume never hold the whole model in memory, so they cannot take --inject-outliers or "
@@ -112,7 +115,11 @@ void add_quantize_command(CLI::App& app, const GlobalOptions& globals) {
   cmd->add_option("-c,--config", options->config, "Recipe: .json, .ini, .xml or .info (see configs/ and docs/CONFIG.md)")
       ->required()
       ->check(CLI::ExistingFile);
-  cmd->add_option("-o,--out", options->out, "Output folder (replaced atomically if it exists)")->required();
+  cmd->add_option("-o,--out", options->out,
+                  "Output folder, replaced atomically if it is empty or a ptq checkpoint (never the model folder, "
+                  "inside it, or around it)")
+      ->required();
+  cmd->add_flag("--force", options->force, "Also replace an --out folder holding a model another tool wrote");
   options->quantize.add_to(*cmd);
   cmd->add_option("--eval-data", options->eval_data,
                   "Also measure perplexity on this text before and after quantization, side by side")
