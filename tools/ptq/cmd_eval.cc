@@ -1,9 +1,11 @@
 // ptq eval: perplexity of a text file (see network_helpers/eval/perplexity.h for the protocols).
 #include <fmt/format.h>
 
+#include <cmath>
 #include <filesystem>
 #include <iostream>
 
+#include "framework/error.h"
 #include "framework/table.h"
 #include "network_helpers/eval/perplexity.h"
 #include "tools/ptq/cli_common.h"
@@ -24,6 +26,8 @@ void run_eval(const EvalOptions& o, const GlobalOptions& globals) {
   LoadedModel loaded = load_model(o.model);
   const std::vector<int64_t> ids = evaluation_ids(loaded, o.data, options.protocol);
   PerplexityResult r = evaluate_perplexity(*loaded.network, ids, options);
+  // A NaN or Inf anywhere in the weights makes every logit non-finite: report the number, then fail.
+  const bool finite = std::isfinite(r.perplexity);
 
   if (o.json) {
     print_json({{"model", o.model.model_dir},
@@ -38,15 +42,17 @@ void run_eval(const EvalOptions& o, const GlobalOptions& globals) {
                 {"windows", r.windows},
                 {"seconds", r.seconds},
                 {"tokens_per_second", r.tokens_per_second}});
-    return;
+  } else {
+    Table table({"model", "data", "protocol", "window", "tokens", "scored", "perplexity", "seconds", "tok/s"});
+    table.add_row({std::filesystem::path(o.model.model_dir).filename().string(),
+                   std::filesystem::path(o.data).filename().string(), to_string(options.protocol),
+                   std::to_string(options.window), std::to_string(r.tokens), std::to_string(r.scored_tokens),
+                   fmt::format("{:.4f}", r.perplexity), fmt::format("{:.1f}", r.seconds),
+                   fmt::format("{:.0f}", r.tokens_per_second)});
+    std::cout << table.to_string();
   }
-  Table table({"model", "data", "protocol", "window", "tokens", "scored", "perplexity", "seconds", "tok/s"});
-  table.add_row({std::filesystem::path(o.model.model_dir).filename().string(),
-                 std::filesystem::path(o.data).filename().string(), to_string(options.protocol),
-                 std::to_string(options.window), std::to_string(r.tokens), std::to_string(r.scored_tokens),
-                 fmt::format("{:.4f}", r.perplexity), fmt::format("{:.1f}", r.seconds),
-                 fmt::format("{:.0f}", r.tokens_per_second)});
-  std::cout << table.to_string();
+  PTQ_CHECK(finite, "{}: the perplexity of {} is {}: the model computes non-finite logits (a NaN or Inf weight?)",
+            o.model.model_dir, o.data, r.perplexity);
 }
 
 }  // namespace

@@ -1,4 +1,5 @@
 // ptq generate: greedy or sampled continuation of prompts, streamed to stdout.
+#include <cmath>
 #include <iostream>
 
 #include "framework/error.h"
@@ -7,6 +8,10 @@
 
 namespace ptq::cli {
 namespace {
+
+// Bounds users can read in a message (CLI11's PositiveNumber prints a 309-digit range).
+constexpr int64_t kMaxNewTokens = int64_t{1} << 20;
+constexpr int64_t kMaxTopK = int64_t{1} << 30;
 
 struct GenerateOptions {
   ModelOptions model;
@@ -22,6 +27,7 @@ struct GenerateOptions {
 
 void run_generate(const GenerateOptions& o, const GlobalOptions& globals) {
   apply_runtime_options(globals, o.json);
+  PTQ_CHECK(std::isfinite(o.temperature), "--temperature {}: expected a finite number >= 0 (0: greedy)", o.temperature);
   LoadedModel loaded = load_model(o.model);
   auto tokenizer = loaded.helper->create_tokenizer();
   GenerationOptions options;
@@ -68,9 +74,10 @@ void add_generate_command(CLI::App& app, const GlobalOptions& globals) {
   CLI::App* cmd = app.add_subcommand("generate", "Continue prompts (greedy by default; sampling with --temperature)");
   options->model.add_to(*cmd);
   cmd->add_option("-p,--prompt", options->prompts, "Prompt text (repeat for a batch)")->required();
-  cmd->add_option("-n,--max-new-tokens", options->max_new_tokens, "Tokens to generate")->check(CLI::PositiveNumber);
+  cmd->add_option("-n,--max-new-tokens", options->max_new_tokens, "Tokens to generate")->check(CLI::Range(int64_t{1}, kMaxNewTokens));
   cmd->add_option("-t,--temperature", options->temperature, "0 = greedy; > 0 samples")->check(CLI::NonNegativeNumber);
-  cmd->add_option("--top-k", options->top_k, "Sample only from the k most likely tokens (0: off)");
+  cmd->add_option("--top-k", options->top_k, "Sample only from the k most likely tokens (0: off)")
+      ->check(CLI::Range(int64_t{0}, kMaxTopK));
   cmd->add_option("--top-p", options->top_p, "Nucleus sampling mass (1: off)")->check(CLI::Range(0.0, 1.0));
   cmd->add_option("--seed", options->seed, "Random seed for sampling");
   cmd->add_flag("--no-bos", options->no_bos, "Do not add the tokenizer's special tokens (BOS) to the prompt");
