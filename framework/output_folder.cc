@@ -3,9 +3,9 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
-#include <fstream>
 #include <string>
 
+#include "framework/checkpoint_config.h"
 #include "framework/error.h"
 
 namespace ptq {
@@ -29,12 +29,16 @@ bool is_within(const fs::path& inner, const fs::path& outer) {
   return true;
 }
 
+// A config.json that does not parse is no ptq checkpoint (the folder is then judged by its files).
 bool is_ptq_checkpoint(const fs::path& dir) {
-  std::ifstream in(dir / "config.json");
-  if (!in) return false;
-  const nlohmann::json config = nlohmann::json::parse(in, nullptr, /*allow_exceptions=*/false);
-  if (!config.is_object()) return false;
-  const auto q = config.find("quantization_config");
+  if (!fs::is_regular_file(dir / "config.json")) return false;
+  nlohmann::json config;
+  try {
+    config = read_json_file(dir / "config.json");
+  } catch (const Error&) {
+    return false;
+  }
+  const auto q = config.is_object() ? config.find("quantization_config") : config.end();
   return q != config.end() && q->is_object() && q->contains("ptq");
 }
 

@@ -25,6 +25,8 @@ SentencePieceTokenizer::SentencePieceTokenizer(const std::filesystem::path& mode
   PTQ_CHECK(rc == 0, "{}: not a loadable SentencePiece model: {}", model_file.string(),
             message ? message.get() : "unknown error");
   vocab_size_ = bridge_->piece_size(model_);
+  if (const int bos = bridge_->bos_id(model_); bos >= 0) bos_id_ = bos;
+  if (const int eos = bridge_->eos_id(model_); eos >= 0) eos_id_ = eos;
 }
 
 SentencePieceTokenizer::~SentencePieceTokenizer() {
@@ -47,7 +49,7 @@ std::vector<int64_t> SentencePieceTokenizer::encode(std::string_view text,
   const auto owned = owned_by(*bridge_, pieces);
   std::vector<int64_t> ids;
   ids.reserve(count + 1);
-  if (add_special_tokens && bos_id()) ids.push_back(*bos_id());
+  if (add_special_tokens && bos_id_) ids.push_back(*bos_id_);
   ids.insert(ids.end(), pieces, pieces + count);
   return ids;
 }
@@ -84,17 +86,9 @@ std::string SentencePieceTokenizer::decode(const std::vector<int64_t>& ids,
 
 int64_t SentencePieceTokenizer::vocab_size() const { return vocab_size_; }
 
-std::optional<int64_t> SentencePieceTokenizer::bos_id() const {
-  const int id = bridge_->bos_id(model_);
-  if (id < 0) return std::nullopt;
-  return id;
-}
+std::optional<int64_t> SentencePieceTokenizer::bos_id() const { return bos_id_; }
 
-std::optional<int64_t> SentencePieceTokenizer::eos_id() const {
-  const int id = bridge_->eos_id(model_);
-  if (id < 0) return std::nullopt;
-  return id;
-}
+std::optional<int64_t> SentencePieceTokenizer::eos_id() const { return eos_id_; }
 
 std::string SentencePieceTokenizer::token_text(int64_t id) const {
   PTQ_CHECK(id >= 0 && id < vocab_size(), "token_text: id {} is outside [0, {}) of {}", id,

@@ -39,7 +39,9 @@ class SentencePieceTokenizer final : public Tokenizer {
   const PtqSentencePieceBridge* bridge_;
   void* model_ = nullptr;  // the module's processor
   std::filesystem::path file_;
+  // Asked of the module once, at load (encode asks for BOS on every call).
   int64_t vocab_size_ = 0;
+  std::optional<int64_t> bos_id_, eos_id_;
 };
 
 }  // namespace ptq

@@ -26,8 +26,6 @@ void run_eval(const EvalOptions& o, const GlobalOptions& globals) {
   LoadedModel loaded = load_model(o.model);
   const std::vector<int64_t> ids = evaluation_ids(loaded, o.data, options.protocol);
   PerplexityResult r = evaluate_perplexity(*loaded.network, ids, options);
-  // A NaN or Inf anywhere in the weights makes every logit non-finite: report the number, then fail.
-  const bool finite = std::isfinite(r.perplexity);
 
   if (o.json) {
     print_json({{"model", o.model.model_dir},
@@ -51,7 +49,8 @@ void run_eval(const EvalOptions& o, const GlobalOptions& globals) {
                    fmt::format("{:.0f}", r.tokens_per_second)});
     std::cout << table.to_string();
   }
-  PTQ_CHECK(finite, "{}: the perplexity of {} is {}: the model computes non-finite logits (a NaN or Inf weight?)",
+  // A NaN or Inf anywhere in the weights makes every logit non-finite: the number is printed, then it fails.
+  PTQ_CHECK(std::isfinite(r.perplexity), "{}: the perplexity of {} is {}: the model computes non-finite logits (a NaN or Inf weight?)",
             o.model.model_dir, o.data, r.perplexity);
 }
 
